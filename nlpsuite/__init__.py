@@ -1,0 +1,23 @@
+"""nlpsuite: NLP tasks as plugins, run and evaluated the same way.
+
+Importing this package is cheap: torch and transformers load only when a model does.
+"""
+
+__version__ = "0.1.0"
+
+from nlpsuite.errors import NlpsuiteError  # noqa: E402
+from nlpsuite.hookspecs import hookimpl  # noqa: E402
+from nlpsuite.tasks import Option, RunConfig, Task, get_task, list_tasks, load_runner, run  # noqa: E402
+
+__all__ = [
+    "NlpsuiteError",
+    "Option",
+    "RunConfig",
+    "Task",
+    "__version__",
+    "get_task",
+    "hookimpl",
+    "list_tasks",
+    "load_runner",
+    "run",
+]

@@ -1,0 +1,252 @@
+"""The ``nlpsuite`` command line: a thin layer over :mod:`nlpsuite.tasks` and the plugin registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from nlpsuite import __version__
+from nlpsuite.errors import NlpsuiteError
+from nlpsuite.plugins import registry
+from nlpsuite.tasks import Task, get_task, list_tasks, load_runner
+
+# Inputs are handed to the runner this many at a time, so output starts before a big file ends.
+CHUNK = 1024
+
+
+class CliError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"nlpsuite: error: {self.message}", err=True)
+
+
+class _Group(click.Group):
+    """Turns :class:`NlpsuiteError` from any command into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NlpsuiteError as error:
+            raise CliError(str(error)) from None
+
+
+class _TaskGroup(_Group):
+    """``nlpsuite run TASK``: one subcommand per registered task, built on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [task.name for task in list_tasks()]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return _run_command(registry().task(name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except NlpsuiteError as error:
+            raise CliError(str(error)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="nlpsuite")
+def cli() -> None:
+    """nlpsuite: NLP tasks as plugins, run and evaluated the same way."""
+    logging.basicConfig(format="nlpsuite: %(message)s", level=logging.INFO)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per plugin.")
+def plugins(as_json: bool) -> None:
+    """List plugins, what they provide, and whether they loaded."""
+    for info in registry().plugins:
+        if as_json:
+            click.echo(json.dumps(dataclasses.asdict(info) | {"ok": info.ok}))
+            continue
+        status = "ok" if info.ok else f"broken: {info.error}"
+        provides = ", ".join(info.tasks) or "-"
+        click.echo(f"{info.name}\t{info.package} {info.version}\ttasks: {provides}\t{status}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per task.")
+def tasks(as_json: bool) -> None:
+    """List tasks with their default model and metrics."""
+    for task in list_tasks():
+        metrics = [
+            {"name": metric.name, "higher_is_better": metric.higher_is_better}
+            for metric in task.metrics
+        ]
+        if as_json:
+            options = [
+                {"name": o.name, "type": o.type.__name__, "default": o.default, "help": o.help}
+                for o in task.options
+            ]
+            click.echo(json.dumps({
+                "name": task.name, "description": task.description,
+                "default_model": task.default_model, "metrics": metrics, "options": options,
+            }))
+            continue
+        shown = ", ".join(f"{m['name']}{'↑' if m['higher_is_better'] else '↓'}" for m in metrics)
+        click.echo(f"{task.name}\t{task.description}\n    model: {task.default_model}"
+                   f"\n    metrics: {shown or '-'}")
+
+
+@cli.group(cls=_TaskGroup)
+def run() -> None:
+    """Run a task on text arguments, stdin lines, or a JSONL/CSV --input file."""
+
+
+def _run_command(task: Task) -> click.Command:
+    fields = dataclasses.fields(task.input_type)
+    primary, extra_fields = fields[0].name, [f.name for f in fields[1:]]
+
+    def command(
+        texts: tuple[str, ...],
+        input_path: str | None,
+        output_path: str | None,
+        as_json: bool,
+        model: str | None,
+        device: str,
+        batch_size: int,
+        option: tuple[str, ...],
+        trust_remote_code: bool,
+        **flags: Any,
+    ) -> None:
+        options = _parse_pairs(option, "--option")
+        options.update({k: v for k, v in flags.items() if k not in extra_fields and v is not None})
+        shared = {k: v for k, v in flags.items() if k in extra_fields and v is not None}
+        runner = load_runner(
+            task, model, device=device, batch_size=batch_size, options=options,
+            trust_remote_code=trust_remote_code,
+        )
+        records = _inputs(task, texts, input_path, primary, shared)
+        write = _writer(task, output_path, as_json)
+        with write:
+            for chunk in _chunks(records, CHUNK):
+                for output in runner(chunk):
+                    write(output)
+
+    params: list[click.Parameter] = [
+        click.Argument(["texts"], nargs=-1),
+        click.Option(["--input", "-i", "input_path"], metavar="FILE",
+                     help="JSONL or CSV with the fields " + ", ".join(f.name for f in fields)
+                     + " ('-' for JSONL on stdin)."),
+        click.Option(["--output", "-o", "output_path"], metavar="FILE",
+                     help="Write JSONL here (atomically) instead of printing."),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print JSONL."),
+        click.Option(["--model", "-m"], metavar="ID|DIR",
+                     help=f"Hub id or local directory [default: {task.default_model}]."),
+        click.Option(["--device"], default="cpu", show_default=True,
+                     type=click.Choice(["cpu", "cuda", "auto"])),
+        click.Option(["--batch-size", "-b"], default=32, show_default=True, type=int),
+        click.Option(["--option", "-O"], multiple=True, metavar="KEY=VALUE",
+                     help="Task option; see below."),
+        click.Option(["--trust-remote-code"], is_flag=True,
+                     help="Allow a checkpoint to run its own Python code."),
+    ]
+    params += [
+        click.Option([f"--{name.replace('_', '-')}", name], metavar="TEXT",
+                     help=f"'{name}' for every argument.")
+        for name in extra_fields
+    ]
+    params += [
+        click.Option([f"--{o.name.replace('_', '-')}", o.name], default=None, metavar=o.type.__name__.upper(),
+                     help=f"{o.help} [default: {o.default}]")
+        for o in task.options if o.name not in extra_fields
+    ]
+    return click.Command(task.name, callback=command, params=params, help=task.description)
+
+
+def _parse_pairs(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.strip():
+            raise NlpsuiteError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        parsed[key.strip()] = value
+    return parsed
+
+
+def _inputs(
+    task: Task, texts: tuple[str, ...], input_path: str | None, primary: str, shared: dict[str, str]
+) -> Iterator[Any]:
+    from nlpsuite.records import iter_records
+
+    if input_path is not None:
+        if texts:
+            raise NlpsuiteError("give text arguments or --input, not both")
+        yield from iter_records(input_path, task.input_type)
+        return
+    if texts:
+        lines: Any = ((f"argument {i}", text) for i, text in enumerate(texts, 1))
+    elif sys.stdin.isatty():
+        raise NlpsuiteError(f"no input: give text arguments, pipe lines to stdin, or --input FILE "
+                            f"(try 'nlpsuite run {task.name} --help')")
+    else:
+        lines = ((f"<stdin>:{n}", line.rstrip("\n")) for n, line in enumerate(sys.stdin, 1))
+    for where, text in lines:
+        yield task.make_input({primary: text, **shared}, where)
+
+
+def _chunks(records: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _writer:
+    """Prints outputs as text or JSONL, or collects JSONL for one atomic write to a file."""
+
+    def __init__(self, task: Task, path: str | None, as_json: bool) -> None:
+        self.path = path
+        self.lines: list[str] = []
+        self.format: Callable[[Any], str]
+        if path is not None or as_json:
+            from nlpsuite.records import to_json
+
+            self.format = to_json
+        else:
+            self.format = task.render or _render_fields
+
+    def __call__(self, output: Any) -> None:
+        line = self.format(output)
+        if self.path is None:
+            click.echo(line)
+        else:
+            self.lines.append(line + "\n")
+
+    def __enter__(self) -> _writer:
+        return self
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        if self.path is not None and kind is None:
+            from nlpsuite.records import write_atomic
+
+            write_atomic(self.path, "".join(self.lines))
+
+
+def _render_fields(output: Any) -> str:
+    values = dataclasses.asdict(output).values()
+    return "\t".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _add_plugin_commands() -> None:
+    registry().add_commands(cli)
+
+
+def main() -> None:
+    _add_plugin_commands()
+    cli(prog_name="nlpsuite")

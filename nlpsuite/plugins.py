@@ -1,0 +1,211 @@
+"""Loads plugins from the ``nlpsuite`` entry-point group and keeps what they register.
+
+A plugin that fails to import or whose hook raises is skipped with one warning line, and nothing
+it registered is kept; the rest of the suite keeps working. ``NLPSUITE_LOAD_PLUGINS`` (a comma
+separated list of plugin or package names; empty for none) restricts which plugins load.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+
+from nlpsuite import hookspecs
+from nlpsuite.datasets import Dataset
+from nlpsuite.errors import NlpsuiteError
+from nlpsuite.metrics import Metric
+from nlpsuite.tasks import Task
+
+GROUP = "nlpsuite"
+LOAD_PLUGINS_ENV = "NLPSUITE_LOAD_PLUGINS"
+logger = logging.getLogger("nlpsuite")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What ``nlpsuite plugins`` reports for one plugin."""
+
+    name: str
+    package: str
+    version: str
+    tasks: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Registrations:
+    """What one plugin registered, kept apart until all its hooks have succeeded."""
+
+    tasks: dict[str, Task] = field(default_factory=dict)
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
+
+
+class Registry:
+    """Tasks, datasets and metrics by name, and a report on every plugin that was tried."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager(GROUP)
+        self.manager.add_hookspecs(hookspecs)
+        self.tasks: dict[str, Task] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self.metrics: dict[str, Metric] = {}
+        self.plugins: list[PluginInfo] = []
+        self._owner: dict[tuple[str, str], str] = {}
+
+    def load_entry_points(self, only: set[str] | None = None) -> None:
+        """Load every plugin in the entry-point group; built-ins first, then by package name."""
+        found = sorted(entry_points(group=GROUP), key=_load_order)
+        for entry_point in found:
+            package, version = _distribution(entry_point)
+            if only is not None and not {entry_point.name, package} & only:
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as error:  # a broken plugin must not break the suite
+                self._skip(entry_point.name, package, version, error)
+                continue
+            self.add(plugin, entry_point.name, package, version)
+
+    def add(self, plugin: Any, name: str, package: str = "", version: str = "") -> PluginInfo:
+        """Register ``plugin`` (a module or object with ``@hookimpl`` functions) and call its hooks."""
+        wanted = getattr(plugin, "NLPSUITE_CONTRACT", hookspecs.CONTRACT_VERSION)
+        if wanted != hookspecs.CONTRACT_VERSION:
+            return self._skip(
+                name, package, version,
+                f"written for plugin contract {wanted}, this nlpsuite has "
+                f"{hookspecs.CONTRACT_VERSION}; install a matching version",
+            )
+        try:
+            self.manager.register(plugin, name=name)
+            staged = _Registrations()
+            self._call(plugin, "register_tasks", register=_collector(staged.tasks, Task))
+            self._call(plugin, "register_datasets", register=_collector(staged.datasets, Dataset))
+            self._call(plugin, "register_metrics", register=_collector(staged.metrics, Metric))
+            for task in staged.tasks.values():
+                for metric in task.metrics:
+                    staged.metrics.setdefault(metric.name, metric)
+            self._check_taken(staged)
+        except Exception as error:
+            if self.manager.is_registered(plugin):
+                self.manager.unregister(plugin)
+            return self._skip(name, package, version, error)
+        for kind, items in (
+            ("task", staged.tasks),
+            ("dataset", staged.datasets),
+            ("metric", staged.metrics),
+        ):
+            getattr(self, f"{kind}s").update(items)
+            self._owner.update({(kind, key): name for key in items})
+        info = PluginInfo(
+            name, package, version,
+            tuple(staged.tasks), tuple(staged.datasets), tuple(staged.metrics),
+        )
+        self.plugins.append(info)
+        return info
+
+    def add_commands(self, cli: Any) -> None:
+        """Let each loaded plugin add CLI commands; one that raises is reported and skipped."""
+        for plugin in self.manager.get_plugins():
+            try:
+                self._call(plugin, "register_commands", cli=cli)
+            except Exception as error:
+                logger.warning(
+                    "plugin %r: register_commands failed: %s", self.manager.get_name(plugin),
+                    _describe(error),
+                )
+
+    def task(self, name: str) -> Task:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks)) or "none loaded"
+            raise NlpsuiteError(f"unknown task '{name}' (known tasks: {known})") from None
+
+    def dataset(self, name: str) -> Dataset:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.datasets)) or "none loaded"
+            raise NlpsuiteError(f"unknown dataset '{name}' (known datasets: {known})") from None
+
+    def metric(self, name: str) -> Metric:
+        try:
+            return self.metrics[name]
+        except KeyError:
+            known = ", ".join(sorted(self.metrics)) or "none loaded"
+            raise NlpsuiteError(f"unknown metric '{name}' (known metrics: {known})") from None
+
+    def _call(self, plugin: Any, hook: str, **arguments: Any) -> None:
+        for implementation in getattr(self.manager.hook, hook).get_hookimpls():
+            if implementation.plugin is plugin:
+                implementation.function(**{a: arguments[a] for a in implementation.argnames})
+
+    def _check_taken(self, staged: _Registrations) -> None:
+        for kind, items in (("task", staged.tasks), ("dataset", staged.datasets)):
+            for key in items:
+                if (kind, key) in self._owner:
+                    raise NlpsuiteError(
+                        f"{kind} '{key}' is already registered by plugin "
+                        f"'{self._owner[(kind, key)]}'"
+                    )
+
+    def _skip(self, name: str, package: str, version: str, error: Exception | str) -> PluginInfo:
+        reason = error if isinstance(error, str) else _describe(error)
+        logger.warning("plugin %r skipped: %s", name, reason)
+        info = PluginInfo(name, package, version, error=reason)
+        self.plugins.append(info)
+        return info
+
+
+def _collector(into: dict[str, Any], kind: type) -> Callable[[Any], None]:
+    def register(item: Any) -> None:
+        if not isinstance(item, kind):
+            raise TypeError(f"expected a {kind.__name__}, got {type(item).__name__}")
+        if item.name in into:
+            raise NlpsuiteError(f"{kind.__name__.lower()} '{item.name}' registered twice")
+        into[item.name] = item
+
+    return register
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def _distribution(entry_point: EntryPoint) -> tuple[str, str]:
+    dist = entry_point.dist
+    return (dist.name, dist.version) if dist is not None else ("", "")
+
+
+def _load_order(entry_point: EntryPoint) -> tuple[bool, str, str]:
+    package = _distribution(entry_point)[0]
+    return package != "nlpsuite", package, entry_point.name
+
+
+def _only_from_environment() -> set[str] | None:
+    value = os.environ.get(LOAD_PLUGINS_ENV)
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+@functools.cache
+def registry() -> Registry:
+    """The process-wide registry, loaded from entry points on first use."""
+    loaded = Registry()
+    loaded.load_entry_points(_only_from_environment())
+    return loaded

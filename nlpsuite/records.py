@@ -1,0 +1,117 @@
+"""Reading input records from JSONL and CSV, and writing output records as JSONL."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from nlpsuite.errors import NlpsuiteError
+
+
+def from_mapping(record_type: type, data: Mapping[str, Any], where: str) -> Any:
+    """Build a ``record_type`` dataclass from ``data``, naming ``where`` in any error."""
+    hints = typing.get_type_hints(record_type)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(record_type):
+        required = (
+            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        )
+        if field.name not in data or data[field.name] is None:
+            if required:
+                raise NlpsuiteError(f"{where}: missing field '{field.name}'")
+            continue
+        values[field.name] = _check_type(data[field.name], hints[field.name], where, field.name)
+    try:
+        return record_type(**values)
+    except NlpsuiteError as error:  # raised by the record's own checks, e.g. an empty text
+        raise NlpsuiteError(f"{where}: {error}") from None
+
+
+def _check_type(value: Any, hint: Any, where: str, name: str) -> Any:
+    """Accept ``value`` if it fits ``hint``; numbers in text fields come from CSV and are kept."""
+    accepted = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in accepted:
+        origin = typing.get_origin(kind) or kind
+        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(origin, type) and isinstance(value, origin):
+            return tuple(value) if origin is tuple else value
+        if origin is tuple and isinstance(value, list):
+            return tuple(value)
+    expected = " or ".join(getattr(k, "__name__", str(k)) for k in accepted)
+    raise NlpsuiteError(
+        f"{where}: field '{name}' should be {expected}, got {type(value).__name__}"
+    )
+
+
+def read_records(path: str | Path, record_type: type) -> list[Any]:
+    """Read ``record_type`` records from a ``.jsonl`` or ``.csv`` file (``-`` is JSONL on stdin)."""
+    return list(iter_records(path, record_type))
+
+
+def iter_records(path: str | Path, record_type: type) -> Iterator[Any]:
+    for where, row in iter_rows(path):
+        yield from_mapping(record_type, row, where)
+
+
+def iter_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``("file:line", row)`` for each record of a JSONL or CSV file."""
+    if str(path) == "-":
+        import sys
+
+        yield from _jsonl_rows(sys.stdin, "<stdin>")
+        return
+    file = Path(path)
+    if not file.is_file():
+        raise NlpsuiteError(f"input file not found: {file}")
+    with file.open(encoding="utf-8", newline="") as handle:
+        if file.suffix.lower() in {".csv", ".tsv"}:
+            delimiter = "\t" if file.suffix.lower() == ".tsv" else ","
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            for row in reader:
+                yield f"{file}:{reader.line_num}", dict(row)
+        else:
+            yield from _jsonl_rows(handle, str(file))
+
+
+def _jsonl_rows(lines: Iterable[str], name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise NlpsuiteError(f"{where}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise NlpsuiteError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield where, row
+
+
+def to_json(record: Any) -> str:
+    """One output record as a JSON line (without the newline)."""
+    return json.dumps(dataclasses.asdict(record), ensure_ascii=False)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

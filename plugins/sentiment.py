@@ -1,0 +1,91 @@
+"""sentiment: text classification with any sequence-classification checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
+from nlpsuite.batching import encode_truncated, map_sorted, model_max_length
+from nlpsuite.metrics import ACCURACY, MACRO_F1, MCC
+from nlpsuite.models import load_model, load_tokenizer
+
+logger = logging.getLogger("nlpsuite")
+
+
+@dataclass(frozen=True)
+class SentimentInput:
+    text: str
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise NlpsuiteError("field 'text' is empty")
+
+
+@dataclass(frozen=True)
+class SentimentOutput:
+    label: str
+    score: float
+    # With top_k > 1: the top_k labels and their probabilities, best first.
+    scores: dict[str, float] | None = None
+
+
+def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[SentimentOutput]]:
+    import torch
+
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    model = load_model(
+        "AutoModelForSequenceClassification", config.model, device=config.device,
+        trust_remote_code=config.trust_remote_code,
+    )
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    top_k = config.options["top_k"]
+    if top_k < 1:
+        raise NlpsuiteError(f"option 'top_k' must be at least 1, got {top_k}")
+    max_length = model_max_length(tokenizer, model.config)
+    names = [name for name in tokenizer.model_input_names if name in ("input_ids", "attention_mask", "token_type_ids")]
+
+    def classify(rows: list[dict[str, Any]]) -> list[SentimentOutput]:
+        batch = tokenizer.pad([{k: row[k] for k in names if k in row} for row in rows], return_tensors="pt")
+        with torch.inference_mode():
+            logits = model(**{k: v.to(config.device) for k, v in batch.items()}).logits
+        probabilities = logits.float().softmax(-1).cpu()
+        best = probabilities.topk(min(top_k, len(labels)), dim=-1)
+        outputs = []
+        for values, indices in zip(best.values.tolist(), best.indices.tolist(), strict=True):
+            scores = {labels[i]: v for i, v in zip(indices, values, strict=True)}
+            outputs.append(SentimentOutput(labels[indices[0]], values[0], scores if top_k > 1 else None))
+        return outputs
+
+    def run(inputs: Sequence[SentimentInput]) -> list[SentimentOutput]:
+        rows, truncated = encode_truncated(tokenizer, [item.text for item in inputs], max_length)
+        if truncated:
+            logger.warning("%d of %d inputs were longer than %d tokens and were truncated",
+                           truncated, len(inputs), max_length)
+        return map_sorted(rows, classify, config.batch_size, lambda row: len(row["input_ids"]))
+
+    return run
+
+
+TASK = Task(
+    name="sentiment",
+    description="Classify the sentiment (or any labels) of a text.",
+    default_model="distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+    input_type=SentimentInput,
+    output_type=SentimentOutput,
+    load=load,
+    metrics=(ACCURACY, MACRO_F1, MCC),
+    options=(Option("top_k", int, 1, "return the scores of the top k labels"),),
+    prediction=lambda output: output.label,
+    render=lambda output: (
+        f"{output.label}\t{output.score:.4f}" if output.scores is None
+        else "\t".join(f"{label}={score:.4f}" for label, score in output.scores.items())
+    ),
+)
+
+
+@hookimpl
+def register_tasks(register: Callable[[Task], None]) -> None:
+    register(TASK)
