@@ -5,9 +5,9 @@ Importing this package is cheap: torch and transformers load only when a model d
 
 __version__ = "0.1.0"
 
-from nlpsuite.errors import NlpsuiteError  # noqa: E402
-from nlpsuite.hookspecs import hookimpl  # noqa: E402
-from nlpsuite.tasks import Option, RunConfig, Task, get_task, list_tasks, load_runner, run  # noqa: E402
+from nlpsuite.errors import NlpsuiteError
+from nlpsuite.hookspecs import hookimpl
+from nlpsuite.tasks import Option, RunConfig, Task, get_task, list_tasks, load_runner, run
 
 __all__ = [
     "NlpsuiteError",

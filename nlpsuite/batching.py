@@ -28,13 +28,17 @@ def map_sorted(
 
 def model_max_length(tokenizer: Any, config: Any) -> int:
     """The longest input the model takes: the tokenizer's limit, capped by the position table."""
-    limits = [getattr(tokenizer, "model_max_length", None),
-              getattr(config, "max_position_embeddings", None)]
+    limits = [
+        getattr(tokenizer, "model_max_length", None),
+        getattr(config, "max_position_embeddings", None),
+    ]
     usable = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000]
     return min(usable) if usable else 512
 
 
-def encode_truncated(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[Any], int]:
+def encode_truncated(
+    tokenizer: Any, texts: Sequence[str], max_length: int
+) -> tuple[list[Any], int]:
     """Tokenize ``texts`` once, truncating to ``max_length``; also return how many were cut."""
     encoded = tokenizer(list(texts), truncation=False, verbose=False)
     rows = [{key: encoded[key][i] for key in encoded} for i in range(len(texts))]

@@ -1,4 +1,4 @@
-"""The ``nlpsuite`` command line: a thin layer over :mod:`nlpsuite.tasks` and the plugin registry."""
+"""The ``nlpsuite`` command line: a thin layer over :mod:`nlpsuite.tasks` and the plugins."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import click
 from nlpsuite import __version__
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.plugins import registry
-from nlpsuite.tasks import Task, get_task, list_tasks, load_runner
+from nlpsuite.tasks import Task, list_tasks, load_runner
 
 # Inputs are handed to the runner this many at a time, so output starts before a big file ends.
 CHUNK = 1024
@@ -37,6 +37,25 @@ class _Group(click.Group):
             raise CliError(str(error)) from None
 
 
+class _RootGroup(_Group):
+    """The top-level group; plugins' own commands join it the first time a command is looked up."""
+
+    plugin_commands_added = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._add_plugin_commands()
+        return super().get_command(ctx, name)
+
+    def _add_plugin_commands(self) -> None:
+        if not self.plugin_commands_added:
+            self.plugin_commands_added = True
+            registry().add_commands(self)
+
+
 class _TaskGroup(_Group):
     """``nlpsuite run TASK``: one subcommand per registered task, built on demand."""
 
@@ -55,11 +74,10 @@ class _TaskGroup(_Group):
             raise CliError(str(error)) from None
 
 
-@click.group(cls=_Group)
+@click.group(cls=_RootGroup)
 @click.version_option(__version__, prog_name="nlpsuite")
 def cli() -> None:
     """nlpsuite: NLP tasks as plugins, run and evaluated the same way."""
-    logging.basicConfig(format="nlpsuite: %(message)s", level=logging.INFO)
 
 
 @cli.command()
@@ -89,14 +107,23 @@ def tasks(as_json: bool) -> None:
                 {"name": o.name, "type": o.type.__name__, "default": o.default, "help": o.help}
                 for o in task.options
             ]
-            click.echo(json.dumps({
-                "name": task.name, "description": task.description,
-                "default_model": task.default_model, "metrics": metrics, "options": options,
-            }))
+            click.echo(
+                json.dumps(
+                    {
+                        "name": task.name,
+                        "description": task.description,
+                        "default_model": task.default_model,
+                        "metrics": metrics,
+                        "options": options,
+                    }
+                )
+            )
             continue
         shown = ", ".join(f"{m['name']}{'↑' if m['higher_is_better'] else '↓'}" for m in metrics)
-        click.echo(f"{task.name}\t{task.description}\n    model: {task.default_model}"
-                   f"\n    metrics: {shown or '-'}")
+        click.echo(
+            f"{task.name}\t{task.description}\n    model: {task.default_model}"
+            f"\n    metrics: {shown or '-'}"
+        )
 
 
 @cli.group(cls=_TaskGroup)
@@ -124,7 +151,11 @@ def _run_command(task: Task) -> click.Command:
         options.update({k: v for k, v in flags.items() if k not in extra_fields and v is not None})
         shared = {k: v for k, v in flags.items() if k in extra_fields and v is not None}
         runner = load_runner(
-            task, model, device=device, batch_size=batch_size, options=options,
+            task,
+            model,
+            device=device,
+            batch_size=batch_size,
+            options=options,
             trust_remote_code=trust_remote_code,
         )
         records = _inputs(task, texts, input_path, primary, shared)
@@ -136,31 +167,57 @@ def _run_command(task: Task) -> click.Command:
 
     params: list[click.Parameter] = [
         click.Argument(["texts"], nargs=-1),
-        click.Option(["--input", "-i", "input_path"], metavar="FILE",
-                     help="JSONL or CSV with the fields " + ", ".join(f.name for f in fields)
-                     + " ('-' for JSONL on stdin)."),
-        click.Option(["--output", "-o", "output_path"], metavar="FILE",
-                     help="Write JSONL here (atomically) instead of printing."),
+        click.Option(
+            ["--input", "-i", "input_path"],
+            metavar="FILE",
+            help="JSONL or CSV with the fields "
+            + ", ".join(f.name for f in fields)
+            + " ('-' for JSONL on stdin).",
+        ),
+        click.Option(
+            ["--output", "-o", "output_path"],
+            metavar="FILE",
+            help="Write JSONL here (atomically) instead of printing.",
+        ),
         click.Option(["--json", "as_json"], is_flag=True, help="Print JSONL."),
-        click.Option(["--model", "-m"], metavar="ID|DIR",
-                     help=f"Hub id or local directory [default: {task.default_model}]."),
-        click.Option(["--device"], default="cpu", show_default=True,
-                     type=click.Choice(["cpu", "cuda", "auto"])),
+        click.Option(
+            ["--model", "-m"],
+            metavar="ID|DIR",
+            help=f"Hub id or local directory [default: {task.default_model}].",
+        ),
+        click.Option(
+            ["--device"],
+            default="cpu",
+            show_default=True,
+            type=click.Choice(["cpu", "cuda", "auto"]),
+        ),
         click.Option(["--batch-size", "-b"], default=32, show_default=True, type=int),
-        click.Option(["--option", "-O"], multiple=True, metavar="KEY=VALUE",
-                     help="Task option; see below."),
-        click.Option(["--trust-remote-code"], is_flag=True,
-                     help="Allow a checkpoint to run its own Python code."),
+        click.Option(
+            ["--option", "-O"], multiple=True, metavar="KEY=VALUE", help="Task option; see below."
+        ),
+        click.Option(
+            ["--trust-remote-code"],
+            is_flag=True,
+            help="Allow a checkpoint to run its own Python code.",
+        ),
     ]
     params += [
-        click.Option([f"--{name.replace('_', '-')}", name], metavar="TEXT",
-                     help=f"'{name}' for every argument.")
+        click.Option(
+            [f"--{name.replace('_', '-')}", name],
+            metavar="TEXT",
+            help=f"'{name}' for every argument.",
+        )
         for name in extra_fields
     ]
     params += [
-        click.Option([f"--{o.name.replace('_', '-')}", o.name], default=None, metavar=o.type.__name__.upper(),
-                     help=f"{o.help} [default: {o.default}]")
-        for o in task.options if o.name not in extra_fields
+        click.Option(
+            [f"--{o.name.replace('_', '-')}", o.name],
+            default=None,
+            metavar=o.type.__name__.upper(),
+            help=f"{o.help} [default: {o.default}]",
+        )
+        for o in task.options
+        if o.name not in extra_fields
     ]
     return click.Command(task.name, callback=command, params=params, help=task.description)
 
@@ -188,8 +245,10 @@ def _inputs(
     if texts:
         lines: Any = ((f"argument {i}", text) for i, text in enumerate(texts, 1))
     elif sys.stdin.isatty():
-        raise NlpsuiteError(f"no input: give text arguments, pipe lines to stdin, or --input FILE "
-                            f"(try 'nlpsuite run {task.name} --help')")
+        raise NlpsuiteError(
+            f"no input: give text arguments, pipe lines to stdin, or --input FILE "
+            f"(try 'nlpsuite run {task.name} --help')"
+        )
     else:
         lines = ((f"<stdin>:{n}", line.rstrip("\n")) for n, line in enumerate(sys.stdin, 1))
     for where, text in lines:
@@ -243,10 +302,15 @@ def _render_fields(output: Any) -> str:
     return "\t".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in values)
 
 
-def _add_plugin_commands() -> None:
-    registry().add_commands(cli)
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("nlpsuite: %(message)s"))
+    logger = logging.getLogger("nlpsuite")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def main() -> None:
-    _add_plugin_commands()
+    _log_to_stderr()
     cli(prog_name="nlpsuite")

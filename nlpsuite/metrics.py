@@ -206,7 +206,9 @@ def recall_at(k: int) -> Callable[[Sequence[Sequence[str]], Sequence[Mapping[str
 NDCG_10 = Metric("ndcg@10", True, ndcg_at(10), "nDCG@10 with linear gains, as BEIR computes it")
 MRR_10 = Metric("mrr@10", True, mrr_at(10), "mean reciprocal rank of the first relevant hit")
 RECALL_10 = Metric("recall@10", True, recall_at(10), "share of relevant documents in the top 10")
-RECALL_100 = Metric("recall@100", True, recall_at(100), "share of relevant documents in the top 100")
+RECALL_100 = Metric(
+    "recall@100", True, recall_at(100), "share of relevant documents in the top 100"
+)
 
 
 # Similarity: predicted scores against gold scores (scipy).

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import importlib
 import os
+import pickle
 import socket
 import threading
 from pathlib import Path
@@ -29,7 +30,7 @@ _lock = threading.Lock()
 
 
 def resolve_model(model: str) -> str:
-    """A local directory for ``model`` if there is one (given, or shipped by a package), else the hub id."""
+    """A local directory for ``model`` (given, or shipped by a package), else the hub id."""
     path = Path(model).expanduser()
     if path.is_dir():
         return str(path.resolve())
@@ -140,6 +141,12 @@ def _load_or_explain(source: str, model: str, load: Any) -> Any:
     local = Path(source).is_dir()
     try:
         return load(source, True)
+    except pickle.UnpicklingError:
+        raise NlpsuiteError(
+            f"refusing to load model '{model}': its pickle checkpoint holds more than plain "
+            f"tensors, and pickles load only through torch's weights_only loader; "
+            f"convert it to safetensors"
+        ) from None
     except OSError as error:
         if local:
             raise NlpsuiteError(f"cannot load model from {source}: {_first_line(error)}") from None

@@ -81,11 +81,13 @@ class Registry:
             self.add(plugin, entry_point.name, package, version)
 
     def add(self, plugin: Any, name: str, package: str = "", version: str = "") -> PluginInfo:
-        """Register ``plugin`` (a module or object with ``@hookimpl`` functions) and call its hooks."""
+        """Register ``plugin`` (a module or object with ``@hookimpl`` functions); call its hooks."""
         wanted = getattr(plugin, "NLPSUITE_CONTRACT", hookspecs.CONTRACT_VERSION)
         if wanted != hookspecs.CONTRACT_VERSION:
             return self._skip(
-                name, package, version,
+                name,
+                package,
+                version,
                 f"written for plugin contract {wanted}, this nlpsuite has "
                 f"{hookspecs.CONTRACT_VERSION}; install a matching version",
             )
@@ -111,8 +113,12 @@ class Registry:
             getattr(self, f"{kind}s").update(items)
             self._owner.update({(kind, key): name for key in items})
         info = PluginInfo(
-            name, package, version,
-            tuple(staged.tasks), tuple(staged.datasets), tuple(staged.metrics),
+            name,
+            package,
+            version,
+            tuple(staged.tasks),
+            tuple(staged.datasets),
+            tuple(staged.metrics),
         )
         self.plugins.append(info)
         return info
@@ -124,7 +130,8 @@ class Registry:
                 self._call(plugin, "register_commands", cli=cli)
             except Exception as error:
                 logger.warning(
-                    "plugin %r: register_commands failed: %s", self.manager.get_name(plugin),
+                    "plugin %r: register_commands failed: %s",
+                    self.manager.get_name(plugin),
                     _describe(error),
                 )
 
@@ -171,7 +178,7 @@ class Registry:
         return info
 
 
-def _collector(into: dict[str, Any], kind: type) -> Callable[[Any], None]:
+def _collector(into: dict[str, Any], kind: type[Any]) -> Callable[[Any], None]:
     def register(item: Any) -> None:
         if not isinstance(item, kind):
             raise TypeError(f"expected a {kind.__name__}, got {type(item).__name__}")

@@ -36,20 +36,23 @@ def from_mapping(record_type: type, data: Mapping[str, Any], where: str) -> Any:
 
 
 def _check_type(value: Any, hint: Any, where: str, name: str) -> Any:
-    """Accept ``value`` if it fits ``hint``; numbers in text fields come from CSV and are kept."""
+    """Accept ``value`` if it fits ``hint``; CSV cells are text, so numbers are parsed from it."""
     accepted = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for kind in accepted:
-        origin = typing.get_origin(kind) or kind
-        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+        origin: Any = typing.get_origin(kind) or kind
+        if origin in (int, float) and isinstance(value, str):
+            try:
+                return origin(value)
+            except ValueError:
+                continue
+        if origin is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if origin in (tuple, list) and isinstance(value, tuple | list):
+            return origin(value)
         if isinstance(origin, type) and isinstance(value, origin):
-            return tuple(value) if origin is tuple else value
-        if origin is tuple and isinstance(value, list):
-            return tuple(value)
+            return value
     expected = " or ".join(getattr(k, "__name__", str(k)) for k in accepted)
-    raise NlpsuiteError(
-        f"{where}: field '{name}' should be {expected}, got {type(value).__name__}"
-    )
+    raise NlpsuiteError(f"{where}: field '{name}' should be {expected}, got {type(value).__name__}")
 
 
 def read_records(path: str | Path, record_type: type) -> list[Any]:

@@ -63,7 +63,7 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class Task:
-    """One NLP task. ``default_model`` may name options, e.g. ``opus-mt-{source_lang}-{target_lang}``."""
+    """One NLP task. ``default_model`` may name options: ``opus-mt-{source_lang}-{target_lang}``."""
 
     name: str
     description: str

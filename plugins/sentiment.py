@@ -37,7 +37,9 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
 
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     model = load_model(
-        "AutoModelForSequenceClassification", config.model, device=config.device,
+        "AutoModelForSequenceClassification",
+        config.model,
+        device=config.device,
         trust_remote_code=config.trust_remote_code,
     )
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -45,10 +47,16 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
     if top_k < 1:
         raise NlpsuiteError(f"option 'top_k' must be at least 1, got {top_k}")
     max_length = model_max_length(tokenizer, model.config)
-    names = [name for name in tokenizer.model_input_names if name in ("input_ids", "attention_mask", "token_type_ids")]
+    names = [
+        name
+        for name in tokenizer.model_input_names
+        if name in ("input_ids", "attention_mask", "token_type_ids")
+    ]
 
     def classify(rows: list[dict[str, Any]]) -> list[SentimentOutput]:
-        batch = tokenizer.pad([{k: row[k] for k in names if k in row} for row in rows], return_tensors="pt")
+        batch = tokenizer.pad(
+            [{k: row[k] for k in names if k in row} for row in rows], return_tensors="pt"
+        )
         with torch.inference_mode():
             logits = model(**{k: v.to(config.device) for k, v in batch.items()}).logits
         probabilities = logits.float().softmax(-1).cpu()
@@ -56,14 +64,20 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
         outputs = []
         for values, indices in zip(best.values.tolist(), best.indices.tolist(), strict=True):
             scores = {labels[i]: v for i, v in zip(indices, values, strict=True)}
-            outputs.append(SentimentOutput(labels[indices[0]], values[0], scores if top_k > 1 else None))
+            outputs.append(
+                SentimentOutput(labels[indices[0]], values[0], scores if top_k > 1 else None)
+            )
         return outputs
 
     def run(inputs: Sequence[SentimentInput]) -> list[SentimentOutput]:
         rows, truncated = encode_truncated(tokenizer, [item.text for item in inputs], max_length)
         if truncated:
-            logger.warning("%d of %d inputs were longer than %d tokens and were truncated",
-                           truncated, len(inputs), max_length)
+            logger.warning(
+                "%d of %d inputs were longer than %d tokens and were truncated",
+                truncated,
+                len(inputs),
+                max_length,
+            )
         return map_sorted(rows, classify, config.batch_size, lambda row: len(row["input_ids"]))
 
     return run
@@ -80,7 +94,8 @@ TASK = Task(
     options=(Option("top_k", int, 1, "return the scores of the top k labels"),),
     prediction=lambda output: output.label,
     render=lambda output: (
-        f"{output.label}\t{output.score:.4f}" if output.scores is None
+        f"{output.label}\t{output.score:.4f}"
+        if output.scores is None
         else "\t".join(f"{label}={score:.4f}" for label, score in output.scores.items())
     ),
 )

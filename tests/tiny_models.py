@@ -13,10 +13,10 @@ the a an of to and in is was it that for on with as by at from this be are not b
 their they we you i he she its which have has had one two three first new film movie great good
 bad terrible wonderful awful love hate boring delightful story plot actors acting fun dull best
 worst paris france capital city river rome italy berlin germany london england water fire earth
-who what where when why how many much year born located founded built wrote won
-tower museum king queen war peace music art science history university school student teacher
-cat dog house car tree book world country people time day night long short big small old young
-""".split()
+who what where when why how many much year born located founded built wrote won tower museum
+king queen war peace music art science history university school student teacher cat dog house
+car tree book world country people time day night long short big small old young
+""".split()  # noqa: SIM905
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PUNCTUATION = list(".,!?;:'\"()-") + [str(d) for d in range(10)]
@@ -30,7 +30,7 @@ def write_vocab(folder: Path) -> Path:
     return vocab
 
 
-def bert_tokenizer(folder: Path, max_length: int = 128):  # noqa: ANN201
+def bert_tokenizer(folder: Path, max_length: int = 128):
     from transformers import BertTokenizer
 
     vocab = write_vocab(folder)
@@ -40,17 +40,26 @@ def bert_tokenizer(folder: Path, max_length: int = 128):  # noqa: ANN201
     return tokenizer
 
 
-def bert_config(vocab_size: int, max_length: int, **extra):  # noqa: ANN003, ANN201
+def bert_config(vocab_size: int, max_length: int, **extra):
     from transformers import BertConfig
 
     return BertConfig(
-        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=max_length, **extra,
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=max_length,
+        **extra,
     )
 
 
-def build_bert_classifier(folder: Path, labels: tuple[str, ...] = ("NEGATIVE", "POSITIVE"),
-                          max_length: int = 128, seed: int = 0) -> Path:
+def build_bert_classifier(
+    folder: Path,
+    labels: tuple[str, ...] = ("NEGATIVE", "POSITIVE"),
+    max_length: int = 128,
+    seed: int = 0,
+) -> Path:
     import torch
     from transformers import BertForSequenceClassification
 
@@ -58,8 +67,11 @@ def build_bert_classifier(folder: Path, labels: tuple[str, ...] = ("NEGATIVE", "
     tokenizer = bert_tokenizer(folder, max_length)
     torch.manual_seed(seed)
     config = bert_config(
-        tokenizer.vocab_size, max_length, num_labels=len(labels),
-        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+        tokenizer.vocab_size,
+        max_length,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
     )
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

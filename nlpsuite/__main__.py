@@ -1,0 +1,3 @@
+from nlpsuite.cli import main
+
+main()
