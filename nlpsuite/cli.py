@@ -126,6 +126,72 @@ def tasks(as_json: bool) -> None:
         )
 
 
+@cli.command("eval")
+@click.argument("task_name", metavar="TASK")
+@click.option("--dataset", "-d", required=True, help="A registered dataset name or a file/folder.")
+@click.option("--model", "-m", metavar="ID|DIR", help="Hub id or local directory.")
+@click.option("--out", "out", metavar="DIR",
+              help="Results folder [default: results/TASK--MODEL--DATASET].")
+@click.option("--device", default="cpu", show_default=True,
+              type=click.Choice(["cpu", "cuda", "auto"]))
+@click.option("--batch-size", "-b", default=32, show_default=True, type=int)
+@click.option("--option", "-O", multiple=True, metavar="KEY=VALUE", help="Task option.")
+@click.option("--limit", type=int, help="Only the first N examples.")
+@click.option("--sample", type=int, help="A seeded random sample of N examples.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--bootstrap", default=1000, show_default=True, type=int,
+              help="Bootstrap resamples for the 95% confidence intervals (0 for none).")
+@click.option("--label-map", metavar="D=M,...",
+              help="Dataset label to model label, e.g. 0=NEGATIVE,1=POSITIVE.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def eval_command(task_name: str, dataset: str, model: str | None, out: str | None, device: str,
+                 batch_size: int, option: tuple[str, ...], limit: int | None,
+                 sample: int | None, seed: int, bootstrap: int, label_map: str | None,
+                 quiet: bool) -> None:
+    """Evaluate TASK with its metrics on a dataset; resumes an interrupted run."""
+    from pathlib import Path
+
+    from nlpsuite.harness import EvalRequest, evaluate
+
+    folder = Path(out) if out else Path("results") / "--".join(
+        _slug(part) for part in (task_name, model or "default", dataset))
+    request = EvalRequest(
+        task=task_name, dataset=dataset, out=folder, model=model, device=device,
+        batch_size=batch_size, options=_parse_pairs(option, "--option"), limit=limit,
+        sample=sample, seed=seed, bootstrap=bootstrap,
+        label_map=_parse_pairs(tuple(label_map.split(",")) if label_map else (), "--label-map"),
+    )
+    show = not quiet and sys.stderr.isatty()
+    results = evaluate(request, progress=_progress_bar() if show else None)
+    if show:
+        click.echo(err=True)
+    for name, score in results["metrics"].items():
+        low, high = score["ci95"]
+        click.echo(f"{name}\t{score['value']:.4f}\t[{low:.4f}, {high:.4f}]")
+    click.echo(f"results: {folder / 'results.json'}")
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text.strip("/."))[-60:]
+
+
+def _progress_bar() -> Callable[[int, int], None]:
+    import time
+
+    start = time.perf_counter()
+    first: list[int] = []
+
+    def show(done: int, total: int) -> None:
+        if not first:
+            first.append(done)
+        rate = (done - first[0]) / max(time.perf_counter() - start, 1e-9)
+        left = (total - done) / rate if rate > 0 else 0.0
+        click.echo(f"\r{done}/{total} examples  {rate:.1f}/s  {left:.0f}s left   ",
+                   err=True, nl=False)
+
+    return show
+
+
 @cli.group(cls=_TaskGroup)
 def run() -> None:
     """Run a task on text arguments, stdin lines, or a JSONL/CSV --input file."""

@@ -57,10 +57,13 @@ MCC = Metric("mcc", True, matthews, "Matthews correlation coefficient")
 # Extractive QA: answer text against all gold answers, as the official SQuAD v1.1 script does.
 
 
+_PUNCTUATION = frozenset(string.punctuation)
+
+
 def normalize_answer(text: str) -> str:
     """Lower case, drop punctuation, articles and extra whitespace (official SQuAD v1.1)."""
     text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
 from nlpsuite.batching import encode_truncated, map_sorted, model_max_length
+from nlpsuite.datasets import Dataset, load_records
 from nlpsuite.metrics import ACCURACY, MACRO_F1, MCC
 from nlpsuite.models import load_model, load_tokenizer
 
 logger = logging.getLogger("nlpsuite")
+EVAL_SET = Path(__file__).parent / "data" / "sentiment-eval.jsonl"
 
 
 @dataclass(frozen=True)
@@ -104,3 +107,17 @@ TASK = Task(
 @hookimpl
 def register_tasks(register: Callable[[Task], None]) -> None:
     register(TASK)
+
+
+@hookimpl
+def register_datasets(register: Callable[[Dataset], None]) -> None:
+    register(
+        Dataset(
+            name="sentiment-mini",
+            task="sentiment",
+            description="40 short film reviews, half POSITIVE, half NEGATIVE, written for nlpsuite",
+            licence="CC0-1.0",
+            load=lambda: load_records(EVAL_SET, "sentiment"),
+            files=(EVAL_SET,),
+        )
+    )

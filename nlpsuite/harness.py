@@ -1,0 +1,254 @@
+"""One evaluation harness for every task x model x dataset.
+
+A run writes into its own folder:
+
+- ``predictions.partial.jsonl``: appended and flushed batch by batch, so a run that is killed and
+  started again with the same arguments computes only what is missing;
+- ``predictions.jsonl``: each example's id, prediction and reference, in dataset order;
+- ``results.json``: the task, model, dataset fingerprint, metrics with 95% bootstrap confidence
+  intervals, options, seed, versions, device, times and throughput.
+
+The final files are written atomically: a crash never leaves half a ``results.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nlpsuite.datasets import Example
+from nlpsuite.errors import NlpsuiteError
+from nlpsuite.metrics import Metric
+from nlpsuite.records import from_mapping, write_atomic
+from nlpsuite.tasks import Task, get_task, load_runner
+
+RESULTS_VERSION = 1
+PARTIAL = "predictions.partial.jsonl"
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to evaluate; the same request over the same folder resumes instead of starting over."""
+
+    task: str
+    dataset: str
+    out: Path
+    model: str | None = None
+    device: str = "cpu"
+    batch_size: int = 32
+    options: Mapping[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    bootstrap: int = 1000
+    # Predictions reach disk this many at a time: what a kill can lose, and how much the task
+    # gets to sort by length at once.
+    checkpoint_every: int = 256
+    # For classification tasks: dataset label -> model label, e.g. {"0": "NEGATIVE"}.
+    label_map: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float
+    low: float
+    high: float
+
+
+def bootstrap(
+    metric: Metric, predictions: Sequence[Any], references: Sequence[Any], resamples: int, seed: int
+) -> Score:
+    """The metric on the whole corpus, and a seeded 95% percentile bootstrap interval."""
+    import numpy as np
+
+    value = metric.compute(predictions, references)
+    if resamples <= 0 or len(predictions) < 2:
+        return Score(value, value, value)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        picked = rng.integers(0, len(predictions), len(predictions))
+        draws.append(metric.compute([predictions[i] for i in picked],
+                                    [references[i] for i in picked]))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return Score(value, float(low), float(high))
+
+
+def evaluate(
+    request: EvalRequest, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Run ``request`` (resuming any earlier partial run in its folder) and return results.json."""
+    from nlpsuite.datasets import dataset_fingerprint, resolve_dataset, select
+
+    task = get_task(request.task)
+    dataset = resolve_dataset(request.dataset, task.name)
+    examples = select(
+        dataset.load(), limit=request.limit, sample=request.sample, seed=request.seed
+    )
+    if not examples:
+        raise NlpsuiteError(f"dataset '{request.dataset}' has no examples")
+    # A dataset may need options to be evaluated at all (a retrieval corpus); the user's win.
+    options = task.parse_options({**dataset.options, **request.options})
+    request.out.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC)
+    done = _resume(request.out, _identity(request, task, options))
+    runner = load_runner(
+        task, request.model, device=request.device, batch_size=request.batch_size, options=options
+    )
+    missing = [example for example in examples if example.id not in done]
+    elapsed = _predict(task, runner, missing, request, done, progress, len(examples))
+    ordered = [done[example.id] for example in examples]
+    _write_predictions(request.out, ordered)
+
+    model = request.model or task.model_for(options)
+    outputs = [from_mapping(task.output_type, row["prediction"], f"prediction {row['id']}")
+               for row in ordered]
+    predictions = [task.prediction(output) for output in outputs]
+    references = [example.reference for example in examples]
+    if "label" in {f.name for f in dataclasses.fields(task.output_type)}:
+        references = map_labels(references, _model_labels(model, request), request.label_map)
+    metrics = {}
+    for metric in task.metrics:
+        score = bootstrap(metric, predictions, references, request.bootstrap, request.seed)
+        metrics[metric.name] = {
+            "value": score.value, "ci95": [score.low, score.high],
+            "higher_is_better": metric.higher_is_better,
+            **({"signature": metric.signature(references)} if metric.signature else {}),
+        }
+    results = {
+        "version": RESULTS_VERSION,
+        "task": task.name,
+        "model": {"id": model, "weights_sha256": _weights(model)},
+        "dataset": {"name": request.dataset, **dataset_fingerprint(request.dataset, task.name),
+                    "examples": len(examples)},
+        "metrics": metrics,
+        "options": options,
+        "limit": request.limit, "sample": request.sample, "seed": request.seed,
+        "bootstrap_resamples": request.bootstrap,
+        "batch_size": request.batch_size,
+        "device": request.device,
+        "versions": _versions(),
+        "started": started.isoformat(), "finished": datetime.now(UTC).isoformat(),
+        "examples_per_second": len(missing) / elapsed if missing and elapsed > 0 else None,
+        "resumed_examples": len(examples) - len(missing),
+    }
+    write_atomic(request.out / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _predict(
+    task: Task, runner: Callable[[Sequence[Any]], list[Any]], missing: list[Example],
+    request: EvalRequest, done: dict[str, dict[str, Any]],
+    progress: Callable[[int, int], None] | None, total: int,
+) -> float:
+    """Predict ``missing`` a batch at a time, appending each batch to the partial file."""
+    start = time.perf_counter()
+    with (request.out / PARTIAL).open("a", encoding="utf-8") as partial:
+        step = max(request.checkpoint_every, request.batch_size)
+        for begin in range(0, len(missing), step):
+            batch = missing[begin : begin + step]
+            inputs = [task.make_input(example.input, f"example {example.id}") for example in batch]
+            for example, output in zip(batch, runner(inputs), strict=True):
+                row = {"id": example.id, "prediction": dataclasses.asdict(output),
+                       "reference": example.reference}
+                done[example.id] = row
+                partial.write(json.dumps(row, ensure_ascii=False) + "\n")
+            partial.flush()
+            if progress is not None:
+                progress(len(done), total)
+    return time.perf_counter() - start
+
+
+def map_labels(
+    references: Sequence[str], model_labels: Sequence[str], label_map: Mapping[str, str]
+) -> list[str]:
+    """Dataset labels as the model names them: by ``label_map``, by name ignoring case, or by
+    integer id into the model's labels (GLUE's 0/1)."""
+    by_name = {label.lower(): label for label in model_labels}
+    mapped = []
+    for reference in references:
+        key = str(reference)
+        if label_map:
+            label = label_map.get(key)
+        elif key.lower() in by_name:
+            label = by_name[key.lower()]
+        elif key.lstrip("-").isdigit() and 0 <= int(key) < len(model_labels):
+            label = model_labels[int(key)]
+        else:
+            label = None
+        if label is None or label not in model_labels:
+            raise NlpsuiteError(
+                f"dataset label '{key}' maps to no label of the model "
+                f"({', '.join(model_labels)}); pass --label-map, e.g. 0={model_labels[0]}"
+            )
+        mapped.append(label)
+    return mapped
+
+
+def _model_labels(model: str, request: EvalRequest) -> list[str]:
+    from nlpsuite.models import load_config
+
+    config = load_config(model)
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
+def _identity(request: EvalRequest, task: Task, options: Mapping[str, Any]) -> str:
+    """What must match for cached predictions to be reused."""
+    key = {"task": task.name, "model": request.model, "dataset": request.dataset,
+           "options": options, "limit": request.limit,
+           "sample": request.sample, "seed": request.seed, "label_map": request.label_map}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resume(out: Path, identity: str) -> dict[str, dict[str, Any]]:
+    """Predictions cached by an earlier run of the same request; a torn last line is dropped."""
+    marker, partial = out / "run.json", out / PARTIAL
+    if marker.exists() and json.loads(marker.read_text()).get("identity") != identity:
+        raise NlpsuiteError(
+            f"{out} holds a run with other arguments; choose another --out or delete it"
+        )
+    write_atomic(marker, json.dumps({"identity": identity}) + "\n")
+    done: dict[str, dict[str, Any]] = {}
+    if partial.exists():
+        text = partial.read_text(encoding="utf-8")
+        complete = text[: text.rfind("\n") + 1]  # kill -9 can cut the last line short
+        for line in complete.splitlines():
+            row = json.loads(line)
+            done[row["id"]] = row
+        if len(complete) != len(text):
+            partial.write_text(complete, encoding="utf-8")
+    return done
+
+
+def _write_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    write_atomic(out / "predictions.jsonl", text)
+
+
+def _weights(model: str) -> str | None:
+    from nlpsuite.models import weights_sha256
+
+    try:
+        return weights_sha256(model)
+    except NlpsuiteError:
+        return None
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("nlpsuite", "torch", "transformers", "tokenizers"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found

@@ -1,0 +1,375 @@
+"""question-answering: extractive, SQuAD-style answers with any AutoModelForQuestionAnswering.
+
+A context longer than the model's window is read in overlapping windows (``max_length`` tokens
+each, question included, consecutive windows sharing ``doc_stride`` context tokens). Every window
+proposes spans; the best span over all windows is the answer, given as character offsets into
+the context exactly as passed in, so ``context[start:end] == answer`` always.
+
+Score: within a window, start and end logits each go through a softmax over the context tokens
+plus the CLS (no-answer) token, and a span scores ``p_start * p_end``. Question tokens and
+padding take no probability mass, and a window that the model thinks lacks the answer puts its
+mass on CLS, so scores from different windows can be ranked against each other.
+
+No answer (``null_threshold``, for SQuAD 2.0 checkpoints): the null logit is CLS start + CLS end
+logit, taken from the window where it is lowest (the window most sure that an answer exists). The
+answer is "" (start = end = 0) when null logit minus the best span's start + end logit exceeds
+the threshold. This is the convention of the SQuAD 2.0 reference scripts, so a threshold tuned
+with them carries over; 0.0 is the usual starting point. Unset (the default), a span is always
+returned, which is right for SQuAD 1.1 models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
+from nlpsuite.batching import map_sorted, model_max_length
+from nlpsuite.metrics import EXACT_MATCH, SQUAD_F1
+from nlpsuite.models import load_model, load_tokenizer
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class QAInput:
+    question: str
+    # Defaults to "" so that a missing context reaches the check below and its clearer message.
+    context: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.question, str) or not self.question.strip():
+            raise NlpsuiteError("field 'question' is empty")
+        if not isinstance(self.context, str) or not self.context.strip():
+            raise NlpsuiteError(
+                "field 'context' is missing or empty: give the passage to answer from "
+                "(--context TEXT on the command line)"
+            )
+
+
+@dataclass(frozen=True)
+class QAOutput:
+    answer: str
+    score: float
+    # Character offsets into the context; context[start:end] == answer ("" is 0, 0).
+    start: int
+    end: int
+    # With top_k > 1: up to top_k {"answer", "score", "start", "end"} dicts, best first.
+    answers: list[dict[str, Any]] | None = None
+
+
+class Span(NamedTuple):
+    """A candidate answer in one window: token indices, ``end`` inclusive."""
+
+    start: int
+    end: int
+    score: float  # p_start * p_end, softmax within the window
+    logit: float  # start logit + end logit, for the no-answer comparison
+
+
+class WindowSpans(NamedTuple):
+    spans: list[Span]  # best first
+    null: Span  # the no-answer "span" on the CLS token
+
+
+class Answer(NamedTuple):
+    """A candidate answer in the context: character offsets, ``end`` exclusive."""
+
+    start: int
+    end: int
+    score: float
+
+
+def decode_window(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    context_mask: np.ndarray,
+    *,
+    max_answer_length: int,
+    top_k: int = 1,
+    null_index: int = 0,
+) -> WindowSpans:
+    """The ``top_k`` best spans of one window, inside the context, at most ``max_answer_length``
+    tokens long, best first; and the window's null (CLS) score."""
+    starts = np.asarray(start_logits, dtype=np.float64)
+    ends = np.asarray(end_logits, dtype=np.float64)
+    context = np.asarray(context_mask, dtype=bool)
+    allowed = context.copy()
+    allowed[null_index] = True
+    log_start, log_end = _log_softmax(starts, allowed), _log_softmax(ends, allowed)
+    null = Span(
+        null_index, null_index,
+        float(np.exp(log_start[null_index] + log_end[null_index])),
+        float(starts[null_index] + ends[null_index]),
+    )
+
+    positions = np.flatnonzero(context)
+    if len(positions) == 0 or top_k < 1:
+        return WindowSpans([], null)
+    # Row i holds the spans that start at the i-th context token and end at it or at one of the
+    # next width - 1 context tokens: a band, so end >= start by construction and the work is
+    # n * max_answer_length rather than n * n. Context tokens are contiguous in practice; their
+    # positions still decide the length limit, so a gap could never make a span too long.
+    width = min(max_answer_length, len(positions))
+    # Padding past the last token: an impossible end, too far from any start to pass the check.
+    padded_log_end = np.concatenate([log_end[positions], np.full(width - 1, -np.inf)])
+    too_far = np.full(width - 1, positions[-1] + max_answer_length)
+    end_positions = sliding_window_view(np.concatenate([positions, too_far]), width)
+    valid = end_positions - positions[:, None] < max_answer_length
+    total = log_start[positions][:, None] + sliding_window_view(padded_log_end, width)
+    flat = np.where(valid, total, -np.inf).ravel()
+    k = min(top_k, int(valid.sum()))
+    chosen = np.argpartition(-flat, k - 1)[:k]
+    # Ties broken by position, so that the choice never depends on argpartition's internals.
+    chosen = chosen[np.lexsort((chosen, -flat[chosen]))]
+    rows, steps = np.divmod(chosen, width)
+    spans = [
+        Span(int(s), int(e), float(np.exp(score)), float(starts[s] + ends[e]))
+        for s, e, score in zip(positions[rows], positions[rows + steps], flat[chosen], strict=True)
+    ]
+    return WindowSpans(spans, null)
+
+
+def _log_softmax(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    masked = np.where(allowed, logits, -np.inf)
+    shifted = masked - masked.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+def choose_answers(
+    windows: Sequence[WindowSpans],
+    offsets: Sequence[np.ndarray],
+    *,
+    top_k: int = 1,
+    null_threshold: float | None = None,
+) -> list[Answer]:
+    """Merge one example's windows into its ``top_k`` answers (character offsets), best first.
+
+    ``offsets[w]`` is window ``w``'s (n_tokens, 2) character offset table. A span seen in two
+    overlapping windows counts once, with its better score. Empty when no window had a span.
+    """
+    best: dict[tuple[int, int], tuple[float, float]] = {}
+    for found, table in zip(windows, offsets, strict=True):
+        for span in found.spans:
+            key = (int(table[span.start][0]), int(table[span.end][1]))
+            if key not in best or span.score > best[key][0]:
+                best[key] = (span.score, span.logit)
+    ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))
+    answers = [Answer(start, end, score) for (start, end), (score, _) in ranked[:top_k]]
+    if null_threshold is not None and windows:
+        null = min((found.null for found in windows), key=lambda span: span.logit)
+        if not ranked or null.logit - ranked[0][1][1] > null_threshold:
+            answers = [Answer(0, 0, null.score), *answers[: top_k - 1]]
+    return answers
+
+
+@dataclass(frozen=True)
+class Window:
+    """One tokenized window of one example, ready for the model and the decoder."""
+
+    example: int
+    features: dict[str, list[int]]
+    context_mask: np.ndarray
+    offsets: np.ndarray
+    null_index: int
+
+
+def encode_windows(
+    tokenizer: Any,
+    questions: Sequence[str],
+    contexts: Sequence[str],
+    *,
+    max_length: int,
+    doc_stride: int,
+) -> list[Window]:
+    """Tokenize every (question, context) pair into windows, grouped by example in context order.
+
+    The stride is capped at half of the context tokens that fit beside each question: that keeps
+    it below the tokenizer's hard limit, and each window moves on by at least half a window.
+    """
+    # Models that pad on the left (XLNet) were trained with the context first.
+    question_first = tokenizer.padding_side == "right"
+    context_id = 1 if question_first else 0
+    room_left = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    question_ids = tokenizer(list(questions), add_special_tokens=False)["input_ids"]
+    cls = tokenizer.cls_token_id
+    by_stride: dict[int, list[int]] = {}
+    for index, (question, ids) in enumerate(zip(questions, question_ids, strict=True)):
+        length = len(ids)
+        room = room_left - length
+        if room < 1:
+            raise NlpsuiteError(
+                f"question {question[:40]!r} is {length} tokens, which leaves no room for the "
+                f"context in a window of {max_length} tokens; shorten it or raise max_length"
+            )
+        by_stride.setdefault(min(doc_stride, room // 2), []).append(index)
+
+    windows: list[Window] = []
+    for stride, members in by_stride.items():
+        pair = ([questions[i] for i in members], [contexts[i] for i in members])
+        encoded = tokenizer(
+            *(pair if question_first else pair[::-1]),
+            truncation="only_second" if question_first else "only_first",
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        names = [n for n in MODEL_INPUTS if n in encoded and n in tokenizer.model_input_names]
+        for w, sample in enumerate(encoded["overflow_to_sample_mapping"]):
+            tokens = encoded["input_ids"][w]
+            sequence = encoded.sequence_ids(w)
+            windows.append(Window(
+                example=members[sample],
+                features={name: encoded[name][w] for name in names},
+                context_mask=np.array([s == context_id for s in sequence], dtype=bool),
+                offsets=np.array(encoded["offset_mapping"][w], dtype=np.int64).reshape(-1, 2),
+                null_index=tokens.index(cls) if cls in tokens else 0,
+            ))
+    # Stable, so each example's windows stay in context order.
+    windows.sort(key=lambda window: window.example)
+    return windows
+
+
+@dataclass(frozen=True)
+class _Settings:
+    max_length: int
+    doc_stride: int
+    max_answer_length: int
+    top_k: int
+    null_threshold: float | None
+
+
+def _settings(options: Mapping[str, Any], model_limit: int) -> _Settings:
+    for name in ("max_length", "max_answer_length", "top_k"):
+        if options[name] < 1:
+            raise NlpsuiteError(f"option '{name}' must be at least 1, got {options[name]}")
+    if options["doc_stride"] < 0:
+        raise NlpsuiteError(f"option 'doc_stride' must be 0 or more, got {options['doc_stride']}")
+    return _Settings(
+        max_length=min(options["max_length"], model_limit),
+        doc_stride=options["doc_stride"],
+        max_answer_length=options["max_answer_length"],
+        top_k=options["top_k"],
+        null_threshold=options["null_threshold"],
+    )
+
+
+def load(config: RunConfig) -> Callable[[Sequence[QAInput]], list[QAOutput]]:
+    import torch
+
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    if not getattr(tokenizer, "is_fast", False):
+        raise NlpsuiteError(
+            f"model '{config.model}' has no fast tokenizer (tokenizer.json); question answering "
+            f"needs one for character offsets"
+        )
+    model = load_model(
+        "AutoModelForQuestionAnswering", config.model, device=config.device,
+        trust_remote_code=config.trust_remote_code,
+    )
+    settings = _settings(config.options, model_max_length(tokenizer, model.config))
+    pads_right = tokenizer.padding_side == "right"
+
+    def predict(windows: list[Window]) -> list[WindowSpans]:
+        batch = tokenizer.pad([window.features for window in windows], return_tensors="pt")
+        with torch.inference_mode():
+            output = model(**{name: tensor.to(config.device) for name, tensor in batch.items()})
+        starts = output.start_logits.float().cpu().numpy()
+        ends = output.end_logits.float().cpu().numpy()
+        width = starts.shape[1]
+        found = []
+        for row, window in enumerate(windows):
+            n = len(window.context_mask)
+            real = slice(0, n) if pads_right else slice(width - n, width)
+            found.append(decode_window(
+                starts[row, real], ends[row, real], window.context_mask,
+                max_answer_length=settings.max_answer_length, top_k=settings.top_k,
+                null_index=window.null_index,
+            ))
+        return found
+
+    def run(inputs: Sequence[QAInput]) -> list[QAOutput]:
+        if not inputs:
+            return []
+        # Leading whitespace in a question costs window room and, for some tokenizers, shifts
+        # what the model sees; the reference SQuAD recipe strips it too.
+        questions = [item.question.lstrip() for item in inputs]
+        contexts = [item.context for item in inputs]
+        windows = encode_windows(
+            tokenizer, questions, contexts,
+            max_length=settings.max_length, doc_stride=settings.doc_stride,
+        )
+        found = map_sorted(windows, predict, config.batch_size, lambda w: len(w.context_mask))
+        per_example: list[list[int]] = [[] for _ in inputs]
+        for index, window in enumerate(windows):
+            per_example[window.example].append(index)
+        return [
+            _output(
+                context,
+                choose_answers(
+                    [found[i] for i in indices], [windows[i].offsets for i in indices],
+                    top_k=settings.top_k, null_threshold=settings.null_threshold,
+                ),
+                settings.top_k,
+            )
+            for context, indices in zip(contexts, per_example, strict=True)
+        ]
+
+    return run
+
+
+def _output(context: str, answers: list[Answer], top_k: int) -> QAOutput:
+    if not answers:  # the context held nothing the tokenizer kept
+        answers = [Answer(0, 0, 0.0)]
+    best = answers[0]
+    listed = [
+        {"answer": context[a.start : a.end], "score": a.score, "start": a.start, "end": a.end}
+        for a in answers
+    ]
+    return QAOutput(
+        context[best.start : best.end], best.score, best.start, best.end,
+        listed if top_k > 1 else None,
+    )
+
+
+def _render(output: QAOutput) -> str:
+    def shown(text: str) -> str:  # one line per input on a terminal, whatever the context holds
+        return " ".join(text.split()) or "(no answer)"
+
+    if output.answers is None:
+        return f"{shown(output.answer)}\t{output.score:.4f}"
+    return "\t".join(f"{shown(a['answer'])}={a['score']:.4f}" for a in output.answers)
+
+
+TASK = Task(
+    name="question-answering",
+    description="Extract the answer to a question from a context passage (SQuAD-style).",
+    default_model="distilbert/distilbert-base-cased-distilled-squad",
+    input_type=QAInput,
+    output_type=QAOutput,
+    load=load,
+    metrics=(EXACT_MATCH, SQUAD_F1),
+    options=(
+        Option("max_length", int, 384,
+               "tokens per window, question included (capped at the model's limit)"),
+        Option("doc_stride", int, 128,
+               "context tokens that consecutive windows share (at most half a window's context)"),
+        Option("max_answer_length", int, 30, "longest answer, in tokens"),
+        Option("top_k", int, 1, "also list the k best answers"),
+        Option("null_threshold", float, None,
+               "SQuAD 2.0 models: answer '' when the no-answer logit beats the best span's "
+               "by more than this (unset: always answer)"),
+    ),
+    prediction=lambda output: output.answer,
+    render=_render,
+)
+
+
+@hookimpl
+def register_tasks(register: Callable[[Task], None]) -> None:
+    register(TASK)

@@ -1,0 +1,191 @@
+"""The evaluation harness: results you can reproduce, labels mapped, runs that resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nlpsuite import NlpsuiteError
+from nlpsuite.harness import EvalRequest, evaluate, map_labels
+from nlpsuite.metrics import ACCURACY
+from tests.conftest import SHARED_DATASETS
+from tests.helpers import nlpsuite, one_error_line
+
+SST2 = SHARED_DATASETS / "glue-sst2"
+
+
+def test_results_hold_what_reproduces_them(tiny_classifier: Path, tmp_path: Path) -> None:
+    request = EvalRequest(
+        "sentiment", "sentiment-mini", tmp_path / "run", model=str(tiny_classifier), bootstrap=200
+    )
+    results = evaluate(request)
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk == results
+    assert results["task"] == "sentiment" and results["model"]["id"] == str(tiny_classifier)
+    assert len(results["model"]["weights_sha256"]) == 64
+    assert results["dataset"]["examples"] == 40 and len(results["dataset"]["sha256"]) == 64
+    assert {"torch", "transformers", "nlpsuite"} <= set(results["versions"])
+    assert results["examples_per_second"] > 0
+
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").open()]
+    assert [row["id"] for row in rows] == [f"s{i:02d}" for i in range(1, 41)]
+    predicted = [row["prediction"]["label"] for row in rows]
+    expected = ACCURACY.compute(predicted, [row["reference"] for row in rows])
+    accuracy = results["metrics"]["accuracy"]
+    assert accuracy["value"] == expected
+    assert accuracy["ci95"][0] <= expected <= accuracy["ci95"][1]
+    again = evaluate(
+        EvalRequest(
+            "sentiment",
+            "sentiment-mini",
+            tmp_path / "again",
+            model=str(tiny_classifier),
+            bootstrap=200,
+        )
+    )
+    assert again["metrics"] == results["metrics"]
+
+
+def test_labels_map_by_name_by_id_or_explicitly() -> None:
+    labels = ["NEGATIVE", "POSITIVE"]
+    assert map_labels(["positive", "NEGATIVE"], labels, {}) == ["POSITIVE", "NEGATIVE"]
+    assert map_labels(["0", "1"], labels, {}) == ["NEGATIVE", "POSITIVE"]
+    assert map_labels(["bad", "good"], labels, {"bad": "NEGATIVE", "good": "POSITIVE"}) == labels
+    with pytest.raises(NlpsuiteError, match="dataset label 'meh' maps to no label"):
+        map_labels(["meh"], labels, {})
+
+
+@pytest.mark.skipif(not SST2.exists(), reason="shared datasets not beside the checkout")
+def test_glue_labels_and_bad_label_map_from_the_cli(tiny_classifier: Path, tmp_path: Path) -> None:
+    done = nlpsuite(
+        "eval",
+        "sentiment",
+        "-m",
+        str(tiny_classifier),
+        "-d",
+        str(SST2 / "dev.tsv"),
+        "--limit",
+        "40",
+        "--bootstrap",
+        "10",
+        "--out",
+        str(tmp_path / "a"),
+        "-q",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("accuracy\t")
+    bad = nlpsuite(
+        "eval",
+        "sentiment",
+        "-m",
+        str(tiny_classifier),
+        "-d",
+        str(SST2 / "dev.tsv"),
+        "--limit",
+        "40",
+        "--label-map",
+        "0=NEGATIVE",
+        "--out",
+        str(tmp_path / "b"),
+    )
+    assert bad.returncode == 2
+    assert "dataset label '1' maps to no label" in one_error_line(bad.stderr)
+
+
+def test_other_arguments_in_the_same_folder_are_refused(
+    tiny_classifier: Path, tmp_path: Path
+) -> None:
+    first = EvalRequest(
+        "sentiment", "sentiment-mini", tmp_path, model=str(tiny_classifier), limit=5, bootstrap=0
+    )
+    evaluate(first)
+    with pytest.raises(NlpsuiteError, match="holds a run with other arguments"):
+        evaluate(
+            EvalRequest(
+                "sentiment",
+                "sentiment-mini",
+                tmp_path,
+                model=str(tiny_classifier),
+                limit=6,
+                bootstrap=0,
+            )
+        )
+
+
+def test_a_torn_last_line_is_dropped_and_recomputed(tiny_classifier: Path, tmp_path: Path) -> None:
+    request = EvalRequest(
+        "sentiment",
+        "sentiment-mini",
+        tmp_path,
+        model=str(tiny_classifier),
+        bootstrap=0,
+        checkpoint_every=8,
+    )
+    complete = evaluate(request)
+    partial = tmp_path / "predictions.partial.jsonl"
+    lines = partial.read_text().splitlines(keepends=True)
+    partial.write_text("".join(lines[:10]) + lines[10][:25])  # as if killed mid-write
+    (tmp_path / "results.json").unlink()
+    resumed = evaluate(request)
+    assert resumed["resumed_examples"] == 10
+    assert resumed["metrics"] == complete["metrics"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SST2.exists(), reason="shared datasets not beside the checkout")
+def test_kill_and_resume_gives_identical_results(tiny_classifier: Path, tmp_path: Path) -> None:
+    args = [
+        "eval",
+        "sentiment",
+        "-m",
+        str(tiny_classifier),
+        "-d",
+        str(SST2 / "train.tsv"),
+        "--limit",
+        "3000",
+        "--bootstrap",
+        "20",
+        "-q",
+    ]
+    command = [sys.executable, "-c", "from nlpsuite.cli import main; main()"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [*command, *args, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    partial = killed / "predictions.partial.jsonl"
+    deadline = time.monotonic() + 120
+    while not (partial.exists() and partial.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+    cached = len(partial.read_text().splitlines())
+    assert 0 < cached < 3000
+
+    subprocess.run(
+        [*command, *args, "--out", str(killed)], env=env, check=True, capture_output=True
+    )
+    subprocess.run(
+        [*command, *args, "--out", str(tmp_path / "whole")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    resumed = json.loads((killed / "results.json").read_text())
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert resumed["resumed_examples"] >= cached - 1 and whole["resumed_examples"] == 0
+    assert resumed["metrics"] == whole["metrics"]
+    assert (killed / "predictions.jsonl").read_text() == (
+        tmp_path / "whole" / "predictions.jsonl"
+    ).read_text()
