@@ -27,7 +27,7 @@ from typing import Any
 from nlpsuite.datasets import Example
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric
-from nlpsuite.records import from_mapping, write_atomic
+from nlpsuite.records import write_atomic
 from nlpsuite.tasks import Task, get_task, load_runner
 
 RESULTS_VERSION = 1
@@ -109,9 +109,7 @@ def evaluate(
     _write_predictions(request.out, ordered)
 
     model = request.model or task.model_for(options)
-    outputs = [from_mapping(task.output_type, row["prediction"], f"prediction {row['id']}")
-               for row in ordered]
-    predictions = [task.prediction(output) for output in outputs]
+    predictions = [row["scored"] for row in ordered]
     references = [example.reference for example in examples]
     if "label" in {f.name for f in dataclasses.fields(task.output_type)}:
         references = map_labels(references, _model_labels(model, request), request.label_map)
@@ -157,8 +155,9 @@ def _predict(
             batch = missing[begin : begin + step]
             inputs = [task.make_input(example.input, f"example {example.id}") for example in batch]
             for example, output in zip(batch, runner(inputs), strict=True):
+                # "scored" is what the metrics read, so a resumed run needs no output records.
                 row = {"id": example.id, "prediction": dataclasses.asdict(output),
-                       "reference": example.reference}
+                       "scored": task.prediction(output), "reference": example.reference}
                 done[example.id] = row
                 partial.write(json.dumps(row, ensure_ascii=False) + "\n")
             partial.flush()

@@ -93,6 +93,7 @@ class Hit:
 class SearchResult:
     """The top hits for one query, best first; ``ids`` is what the retrieval metrics score."""
 
+    query: str
     hits: tuple[Hit, ...]
 
     @property
@@ -653,20 +654,20 @@ def load(config: RunConfig) -> Callable[[Sequence[SearchQuery]], list[SearchResu
     def run(inputs: Sequence[SearchQuery]) -> list[SearchResult]:
         vectors = encoder.encode([query.text for query in inputs], config.batch_size)
         return [
-            SearchResult(tuple(
+            SearchResult(query.text, tuple(
                 Hit(index.ids[position], round(score, 6), index.texts[position])
                 for position, score in ranked
             ))
-            for ranked in index.search(vectors, top_k)
+            for query, ranked in zip(inputs, index.search(vectors, top_k), strict=True)
         ]
 
     return run
 
 
 def render(result: SearchResult, width: int = 80) -> str:
-    """One line per hit: rank, score, id, and the start of the text."""
+    """The query, then one line per hit: rank, score, id, and the start of the text."""
     id_width = min(24, max((len(hit.id) for hit in result.hits), default=0))
-    lines = []
+    lines = [f"query: {result.query}"]
     for rank, hit in enumerate(result.hits, 1):
         snippet = re.sub(r"\s+", " ", hit.text).strip()
         if len(snippet) > width:

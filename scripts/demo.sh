@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 if [ "$#" -eq 0 ]; then
-  set -- "how do plants turn sunlight into energy" "a famous tower in Paris"
+  set -- "how do plants turn sunlight into energy" "when did people first walk on the moon"
 fi
 .venv/bin/nlpsuite tasks
 echo

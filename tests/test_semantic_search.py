@@ -221,8 +221,8 @@ def test_each_query_finds_its_document(minilm: Path, corpus_file: Path) -> None:
 def test_demo_corpus_answers_the_readme_query(minilm: Path) -> None:
     [result] = run("semantic-search", ["how do plants make energy"], options={"top_k": 3})
     assert result.ids[0] == "photosynthesis" and len(result.hits) == 3
-    lines = search.render(result).splitlines()
-    assert len(lines) == 3
+    header, *lines = search.render(result).splitlines()
+    assert header == "query: how do plants make energy" and len(lines) == 3
     rank, score, doc_id, *snippet = lines[0].split()
     assert (rank, doc_id) == ("1", "photosynthesis") and 0 < float(score) <= 1 and snippet
 
@@ -429,7 +429,9 @@ def test_cli_run_with_corpus_flag(minilm: Path, corpus_file: Path) -> None:
                for row in rows)
     text = nlpsuite("run", "semantic-search", "--corpus", str(corpus_file), "-O", "top_k=1",
                     "bake a cake")
-    assert text.stdout.split()[:1] + text.stdout.split()[2:3] == ["1", "cook"]
+    header, first_hit = text.stdout.splitlines()
+    assert header == "query: bake a cake"
+    assert first_hit.split()[:1] + first_hit.split()[2:3] == ["1", "cook"]
 
 
 def test_cli_bad_corpus_is_one_line_exit_2(tmp_path: Path) -> None:
