@@ -336,7 +336,8 @@ def _beir_dataset(folder: Path, split: str, task: str | None) -> Dataset:
         licence="see the dataset's README",
         load=lambda: list(load_beir(folder, split).examples),
         files=(corpus, folder / "queries.jsonl", qrels),
-        options={"corpus": str(corpus)},
+        # Recall@100 needs 100 hits per query.
+        options={"corpus": str(corpus), "top_k": 100},
     )
 
 

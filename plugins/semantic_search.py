@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, __version__, hookimpl
 from nlpsuite.batching import encode_truncated, map_sorted, model_max_length
+from nlpsuite.datasets import Dataset, load_records
 from nlpsuite.metrics import MRR_10, NDCG_10, RECALL_10, RECALL_100
 from nlpsuite.models import load_model, load_tokenizer, resolve_model, weights_sha256
 
@@ -45,6 +46,7 @@ logger = logging.getLogger("nlpsuite")
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEMO_CORPUS = Path(__file__).resolve().parent / "data" / "demo-corpus.jsonl"
+EVAL_SET = DEMO_CORPUS.with_name("search-eval.jsonl")
 
 INDEX_FORMAT = "nlpsuite-semantic-index"
 INDEX_VERSION = 1
@@ -745,6 +747,21 @@ def _read_json(path: Path | None) -> Any:
 @hookimpl
 def register_tasks(register: Callable[[Task], None]) -> None:
     register(TASK)
+
+
+@hookimpl
+def register_datasets(register: Callable[[Dataset], None]) -> None:
+    register(
+        Dataset(
+            name="search-mini",
+            task="semantic-search",
+            description="20 queries over the demo corpus, graded relevance, written for nlpsuite",
+            licence="CC0-1.0",
+            load=lambda: load_records(EVAL_SET, "semantic-search"),
+            files=(EVAL_SET, DEMO_CORPUS),
+            options={"corpus": str(DEMO_CORPUS), "top_k": 100},
+        )
+    )
 
 
 @hookimpl
