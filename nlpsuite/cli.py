@@ -171,6 +171,53 @@ def eval_command(task_name: str, dataset: str, model: str | None, out: str | Non
     click.echo(f"results: {folder / 'results.json'}")
 
 
+@cli.command()
+@click.argument("task_name", metavar="TASK")
+@click.option("--predictions", "-p", required=True, metavar="FILE",
+              help="Hypotheses (one per line), SQuAD prediction JSON, or labels (one per line).")
+@click.option("--references", "-r", required=True, multiple=True, metavar="FILE",
+              help="Reference file; repeat for several references (translation, summarization); "
+              "the SQuAD dataset JSON for question-answering.")
+@click.option("--metric", "metric_names", multiple=True, metavar="NAME|DIR",
+              help="Score with this metric instead of the task's (repeatable): a registered "
+              "name or a Hugging Face evaluate metric directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def score(task_name: str, predictions: str, references: tuple[str, ...],
+          metric_names: tuple[str, ...], as_json: bool) -> None:
+    """Score a predictions file against reference files with TASK's metrics (no model)."""
+    from nlpsuite.scoring import score_files
+
+    report = score_files(task_name, predictions, references, metric_names or None)
+    for note in report.notes:
+        click.echo(f"nlpsuite: {note}", err=True)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    for result in report.metrics:
+        signature = f"\t{result.signature}" if result.signature else ""
+        click.echo(f"{result.name}\t{result.value:.4f}{signature}")
+
+
+@cli.command("datasets")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dataset.")
+def datasets_command(as_json: bool) -> None:
+    """List registered datasets with their task, size, licence and description."""
+    for name, dataset in sorted(registry().datasets.items()):
+        try:
+            size: int | None = len(dataset.load())
+        except NlpsuiteError:  # e.g. a dataset whose files are not on this machine
+            size = None
+        if as_json:
+            click.echo(json.dumps({
+                "name": name, "task": dataset.task, "examples": size,
+                "licence": dataset.licence, "description": dataset.description,
+            }))
+            continue
+        shown = "?" if size is None else str(size)
+        click.echo(f"{name}\t{dataset.task}\t{shown} examples\t{dataset.licence}"
+                   f"\t{dataset.description}")
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text.strip("/."))[-60:]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from nlpsuite.datasets import Example
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.metrics import Metric
+from nlpsuite.metrics import Metric, bootstrap, find_metric
 from nlpsuite.records import write_atomic
 from nlpsuite.tasks import Task, get_task, load_runner
 
@@ -54,32 +54,8 @@ class EvalRequest:
     checkpoint_every: int = 256
     # For classification tasks: dataset label -> model label, e.g. {"0": "NEGATIVE"}.
     label_map: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Score:
-    value: float
-    low: float
-    high: float
-
-
-def bootstrap(
-    metric: Metric, predictions: Sequence[Any], references: Sequence[Any], resamples: int, seed: int
-) -> Score:
-    """The metric on the whole corpus, and a seeded 95% percentile bootstrap interval."""
-    import numpy as np
-
-    value = metric.compute(predictions, references)
-    if resamples <= 0 or len(predictions) < 2:
-        return Score(value, value, value)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        picked = rng.integers(0, len(predictions), len(predictions))
-        draws.append(metric.compute([predictions[i] for i in picked],
-                                    [references[i] for i in picked]))
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return Score(value, float(low), float(high))
+    # Metrics by name (registered, or Hugging Face evaluate) instead of the task's own.
+    metrics: tuple[str, ...] | None = None
 
 
 def evaluate(
@@ -89,6 +65,8 @@ def evaluate(
     from nlpsuite.datasets import dataset_fingerprint, resolve_dataset, select
 
     task = get_task(request.task)
+    # Resolved before any prediction, so a bad metric name fails fast.
+    chosen = _metrics(task, request.metrics)
     dataset = resolve_dataset(request.dataset, task.name)
     examples = select(
         dataset.load(), limit=request.limit, sample=request.sample, seed=request.seed
@@ -114,7 +92,7 @@ def evaluate(
     if "label" in {f.name for f in dataclasses.fields(task.output_type)}:
         references = map_labels(references, _model_labels(model, request), request.label_map)
     metrics = {}
-    for metric in task.metrics:
+    for metric in chosen:
         score = bootstrap(metric, predictions, references, request.bootstrap, request.seed)
         metrics[metric.name] = {
             "value": score.value, "ci95": [score.low, score.high],
@@ -140,6 +118,14 @@ def evaluate(
     }
     write_atomic(request.out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _metrics(task: Task, names: Sequence[str] | None) -> tuple[Metric, ...]:
+    if names is None:
+        return task.metrics
+    if not names:
+        raise NlpsuiteError("no metrics named; leave metrics unset for the task's own")
+    return tuple(find_metric(name) for name in names)
 
 
 def _predict(

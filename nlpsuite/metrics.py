@@ -3,6 +3,15 @@
 Each metric scores plain values: a task's ``prediction`` turns its output records into them.
 Scales follow the reference implementations: scikit-learn and rouge-score in [0, 1], SQuAD and
 sacrebleu in [0, 100].
+
+Bootstrap confidence intervals recompute a metric on 1,000 resampled corpora. Calling the
+reference library 1,000 times is far too slow for BLEU on a few thousand segments, so a metric may
+also give per-example *statistics*: one row of numbers per example such that the corpus score is a
+function of their column sums, ``from_statistics(statistics(p, r).sum(0)) == compute(p, r)`` (to
+float rounding). Resampling then only re-sums rows. This is how sacrebleu's own bootstrap works;
+here BLEU and chrF use sacrebleu's segment statistics, mean-of-examples metrics (SQuAD, ROUGE,
+retrieval, accuracy) a ``[value, 1]`` row, and macro-F1/MCC one confusion-matrix cell per example.
+``compute`` always stays the reference-library call and gives the reported value.
 """
 
 from __future__ import annotations
@@ -11,14 +20,27 @@ import collections
 import math
 import re
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nlpsuite.errors import NlpsuiteError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Statistics = Callable[[Sequence[Any], Sequence[Any]], "np.ndarray"]
 
 
 @dataclass(frozen=True)
 class Metric:
-    """Scores a whole corpus: ``compute(predictions, references) -> float``."""
+    """Scores a whole corpus: ``compute(predictions, references) -> float``.
+
+    ``statistics`` and ``from_statistics`` are optional and come together: ``statistics`` gives an
+    ``(n_examples, k)`` array, ``from_statistics`` turns a column sum of it (of any subset or
+    resample of its rows) into the metric's value. :func:`bootstrap` uses them when present.
+    """
 
     name: str
     higher_is_better: bool
@@ -26,6 +48,42 @@ class Metric:
     description: str = ""
     # For metrics whose value depends on settings (sacrebleu), the string that pins them.
     signature: Callable[[Sequence[Any]], str] | None = None
+    statistics: Statistics | None = None
+    from_statistics: Callable[[np.ndarray], float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.statistics is None) != (self.from_statistics is None):
+            raise ValueError(f"metric '{self.name}': give statistics and from_statistics together")
+
+
+# Mean-of-examples metrics: a row [value, 1] per example; the sum of the second column is the
+# number of examples, so any resample's mean is sum / count.
+
+
+def _value_rows(
+    per_example: Callable[[Any, Any], float],
+) -> Statistics:
+    def statistics(predictions: Sequence[Any], references: Sequence[Any]) -> np.ndarray:
+        import numpy as np
+
+        values = [
+            per_example(prediction, reference)
+            for prediction, reference in zip(predictions, references, strict=True)
+        ]
+        rows = np.ones((len(values), 2), dtype=np.float64)
+        rows[:, 0] = values
+        return rows
+
+    return statistics
+
+
+def _mean_of_rows(scale: float = 1.0) -> Callable[[np.ndarray], float]:
+    def from_statistics(summed: np.ndarray) -> float:
+        total, count = float(summed[0]), float(summed[1])
+        # Same operation order as compute: scale * total, then / count.
+        return scale * total / count if count else 0.0
+
+    return from_statistics
 
 
 # Classification: predicted labels against gold labels (scikit-learn).
@@ -49,9 +107,88 @@ def matthews(predictions: Sequence[str], references: Sequence[str]) -> float:
     return float(matthews_corrcoef(references, predictions))
 
 
-ACCURACY = Metric("accuracy", True, accuracy, "fraction of labels predicted exactly")
-MACRO_F1 = Metric("macro_f1", True, macro_f1, "F1 averaged over labels")
-MCC = Metric("mcc", True, matthews, "Matthews correlation coefficient")
+def confusion_statistics(predictions: Sequence[Any], references: Sequence[Any]) -> np.ndarray:
+    """One-hot confusion-matrix cells: row i has a 1 at ``true * K + predicted`` (K labels).
+
+    Summed, the rows are the confusion matrix, flattened. Label order does not matter to F1 or
+    MCC, so labels are numbered in order of appearance (no sorting: mixed types stay legal).
+    The array is ``n x K**2``, which is fine for the handful of labels classification has.
+    """
+    import numpy as np
+
+    index = {label: i for i, label in enumerate(dict.fromkeys([*references, *predictions]))}
+    k = len(index)
+    rows = np.zeros((len(predictions), k * k), dtype=np.float64)
+    cells = [
+        index[reference] * k + index[prediction]
+        for prediction, reference in zip(predictions, references, strict=True)
+    ]
+    rows[np.arange(len(cells)), cells] = 1.0
+    return rows
+
+
+def _confusion(summed: np.ndarray) -> np.ndarray:
+    k = math.isqrt(len(summed))
+    return summed.reshape(k, k)
+
+
+def macro_f1_from_confusion(summed: np.ndarray) -> float:
+    """scikit-learn's macro F1 (zero_division=0) from a flattened confusion matrix.
+
+    Only labels that occur (in gold or predicted) count, as scikit-learn averages over the labels
+    it sees: a label absent from a bootstrap resample must not add a 0 to the average.
+    """
+    import numpy as np
+
+    matrix = _confusion(summed)
+    true, predicted, hits = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
+    seen = (true + predicted) > 0
+    if not seen.any():
+        return 0.0
+    # sklearn: (1 + beta^2) * tp / (beta^2 * true + predicted), beta = 1.
+    return float(np.mean(2.0 * hits[seen] / (true[seen] + predicted[seen])))
+
+
+def matthews_from_confusion(summed: np.ndarray) -> float:
+    """scikit-learn's ``matthews_corrcoef`` from a flattened confusion matrix, same arithmetic."""
+    import numpy as np
+
+    matrix = _confusion(summed)
+    t_sum = matrix.sum(axis=1, dtype=np.float64)
+    p_sum = matrix.sum(axis=0, dtype=np.float64)
+    n_correct = np.trace(matrix, dtype=np.float64)
+    n_samples = p_sum.sum()
+    cov_ytyp = n_correct * n_samples - np.dot(t_sum, p_sum)
+    cov_ypyp = n_samples**2 - np.dot(p_sum, p_sum)
+    cov_ytyt = n_samples**2 - np.dot(t_sum, t_sum)
+    both = cov_ypyp * cov_ytyt
+    return 0.0 if both == 0 else float(cov_ytyp / np.sqrt(both))
+
+
+ACCURACY = Metric(
+    "accuracy",
+    True,
+    accuracy,
+    "fraction of labels predicted exactly",
+    statistics=_value_rows(lambda prediction, reference: float(prediction == reference)),
+    from_statistics=_mean_of_rows(),
+)
+MACRO_F1 = Metric(
+    "macro_f1",
+    True,
+    macro_f1,
+    "F1 averaged over labels",
+    statistics=confusion_statistics,
+    from_statistics=macro_f1_from_confusion,
+)
+MCC = Metric(
+    "mcc",
+    True,
+    matthews,
+    "Matthews correlation coefficient",
+    statistics=confusion_statistics,
+    from_statistics=matthews_from_confusion,
+)
 
 
 # Extractive QA: answer text against all gold answers, as the official SQuAD v1.1 script does.
@@ -82,25 +219,71 @@ def answer_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _best_over_golds(
-    per_answer: Callable[[str, str], float],
-) -> Callable[[Sequence[str], Sequence[Sequence[str]]], float]:
-    def score(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-        if not references:
-            return 0.0
-        total = sum(
-            max((per_answer(prediction or "", gold) for gold in golds), default=0.0)
-            for prediction, golds in zip(predictions, references, strict=True)
-        )
-        return 100.0 * total / len(references)
+def _best_over(per_answer: Callable[[str, str], float]) -> Callable[[Any, Sequence[str]], float]:
+    """One question's score: the best over its gold answers (official v1.1).
+
+    A question without gold answers (SQuAD v2.0 unanswerable) is right only when the prediction
+    is empty after normalisation, as the official v2.0 script scores it; v1.1 has no such
+    questions, so its figures are unchanged.
+    """
+
+    def score(prediction: Any, golds: Sequence[str]) -> float:
+        prediction = prediction or ""
+        if not golds:
+            return float(normalize_answer(prediction) == "")
+        return max(per_answer(prediction, gold) for gold in golds)
 
     return score
 
 
+def _squad_mean(
+    per_question: Callable[[Any, Sequence[str]], float],
+) -> Callable[[Sequence[str], Sequence[Sequence[str]]], float]:
+    def compute(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+        if not references:
+            return 0.0
+        # Added in order with += and scaled last, as the official v1.1 script accumulates
+        # (sum() would differ in the last bits on Python 3.12+, which compensates).
+        total = 0.0
+        for prediction, golds in zip(predictions, references, strict=True):
+            total += per_question(prediction, golds)
+        return 100.0 * total / len(references)
+
+    return compute
+
+
+def _kept_golds(per_question: Callable[[Any, Sequence[str]], float]) -> Callable[..., float]:
+    def score(prediction: Any, golds: Sequence[str]) -> float:
+        # Official v2.0: gold answers that normalise to "" are dropped; none left = no answer.
+        return per_question(prediction, [gold for gold in golds if normalize_answer(gold)])
+
+    return score
+
+
+_exact_question, _f1_question = _best_over(answer_exact), _best_over(answer_f1)
+# One question's score as the official scripts compute it: v1.1 (max over the gold answers), and
+# v2.0 (the same, but gold answers that normalise to "" are dropped and a question left with no
+# gold answer is right only for an empty prediction). ``None`` (no prediction) scores as "".
+squad_exact: Callable[[str | None, Sequence[str]], float] = _exact_question
+squad_f1: Callable[[str | None, Sequence[str]], float] = _f1_question
+squad_v2_exact: Callable[[str | None, Sequence[str]], float] = _kept_golds(_exact_question)
+squad_v2_f1: Callable[[str | None, Sequence[str]], float] = _kept_golds(_f1_question)
 EXACT_MATCH = Metric(
-    "exact_match", True, _best_over_golds(answer_exact), "SQuAD v1.1 exact match, 0-100"
+    "exact_match",
+    True,
+    _squad_mean(_exact_question),
+    "SQuAD v1.1 exact match, 0-100",
+    statistics=_value_rows(_exact_question),
+    from_statistics=_mean_of_rows(100.0),
 )
-SQUAD_F1 = Metric("f1", True, _best_over_golds(answer_f1), "SQuAD v1.1 token F1, 0-100")
+SQUAD_F1 = Metric(
+    "f1",
+    True,
+    _squad_mean(_f1_question),
+    "SQuAD v1.1 token F1, 0-100",
+    statistics=_value_rows(_f1_question),
+    from_statistics=_mean_of_rows(100.0),
+)
 
 
 # Generation: sacrebleu's corpus BLEU and chrF, rouge-score's ROUGE F-measure.
@@ -114,7 +297,9 @@ def _reference_streams(references: Sequence[Sequence[str] | str]) -> list[list[s
     return [[refs[i] if i < len(refs) else None for refs in per_segment] for i in range(width)]  # type: ignore[misc]
 
 
-def _sacrebleu(kind: str) -> tuple[Callable[..., float], Callable[[Sequence[Any]], str]]:
+def _sacrebleu(kind: str) -> Metric:
+    """BLEU or chrF with sacrebleu's defaults, and sacrebleu's own per-segment statistics."""
+
     def scorer() -> Any:
         from sacrebleu.metrics import BLEU, CHRF
 
@@ -129,92 +314,155 @@ def _sacrebleu(kind: str) -> tuple[Callable[..., float], Callable[[Sequence[Any]
         metric.corpus_score([streams[0][0] or ""], streams)
         return str(metric.get_signature())
 
-    return compute, signature
+    def statistics(predictions: Sequence[str], references: Sequence[Any]) -> np.ndarray:
+        import numpy as np
+
+        # What corpus_score sums (sacrebleu 2.x, also behind its paired bootstrap): BLEU
+        # [hyp_len, ref_len, matches x4, totals x4]; chrF [hyp, ref, match] per n-gram order.
+        segments = scorer()._extract_corpus_statistics(
+            list(predictions), _reference_streams(references)
+        )
+        return np.asarray(segments, dtype=np.float64).reshape(len(predictions), -1)
+
+    shared: list[Any] = []  # one scorer for all resamples, built on first use (cheap import)
+
+    def from_statistics(summed: np.ndarray) -> float:
+        if not shared:
+            shared.append(scorer())
+        # A copy: BLEU's add-k smoothing would add to the array in place. Integer counts are
+        # exact in float64, so the arithmetic is the same as on corpus_score's int sums.
+        return float(shared[0]._compute_score_from_stats(summed.copy()).score)
+
+    description = f"sacrebleu corpus {'BLEU' if kind == 'bleu' else 'chrF'}, 0-100"
+    return Metric(kind, True, compute, description, signature, statistics, from_statistics)
 
 
-_bleu, _bleu_signature = _sacrebleu("bleu")
-_chrf, _chrf_signature = _sacrebleu("chrf")
-BLEU = Metric("bleu", True, _bleu, "sacrebleu corpus BLEU, 0-100", _bleu_signature)
-CHRF = Metric("chrf", True, _chrf, "sacrebleu corpus chrF, 0-100", _chrf_signature)
+BLEU = _sacrebleu("bleu")
+CHRF = _sacrebleu("chrf")
 
 
-def _rouge(kind: str) -> Callable[[Sequence[str], Sequence[Any]], float]:
+def _rouge_scorer(kind: str) -> Callable[[str, Any], float]:
+    """One example's rouge-score F-measure; the scorer is built once per call site."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer([kind], use_stemmer=True)
+
+    def score(prediction: str, refs: Any) -> float:
+        golds = [refs] if isinstance(refs, str) else list(refs)
+        if kind == "rougeLsum":  # rouge-score splits summary sentences on newlines only
+            prediction = _sentence_lines(prediction)
+            golds = [_sentence_lines(gold) for gold in golds]
+        return float(scorer.score_multi(golds, prediction)[kind].fmeasure)
+
+    return score
+
+
+def _rouge(kind: str) -> Metric:
     def compute(predictions: Sequence[str], references: Sequence[Any]) -> float:
-        from rouge_score import rouge_scorer
-
-        scorer = rouge_scorer.RougeScorer([kind], use_stemmer=True)
+        score = _rouge_scorer(kind)
         total = 0.0
         for prediction, refs in zip(predictions, references, strict=True):
-            golds = [refs] if isinstance(refs, str) else list(refs)
-            if kind == "rougeLsum":  # rouge-score splits summary sentences on newlines only
-                prediction = _sentence_lines(prediction)
-                golds = [_sentence_lines(gold) for gold in golds]
-            total += scorer.score_multi(golds, prediction)[kind].fmeasure
+            total += score(prediction, refs)
         return total / len(predictions) if predictions else 0.0
 
-    return compute
+    def statistics(predictions: Sequence[str], references: Sequence[Any]) -> np.ndarray:
+        return _value_rows(_rouge_scorer(kind))(predictions, references)
+
+    return Metric(
+        kind,
+        True,
+        compute,
+        f"rouge-score {kind} F-measure with stemming, 0-1",
+        statistics=statistics,
+        from_statistics=_mean_of_rows(),
+    )
 
 
 def _sentence_lines(text: str) -> str:
     return "\n".join(part for part in re.split(r"(?<=[.!?])\s+", text.strip()) if part)
 
 
-ROUGE = tuple(
-    Metric(name, True, _rouge(name), f"rouge-score {name} F-measure with stemming, 0-1")
-    for name in ("rouge1", "rouge2", "rougeL", "rougeLsum")
-)
+ROUGE = tuple(_rouge(name) for name in ("rouge1", "rouge2", "rougeL", "rougeLsum"))
 
 
 # Retrieval: ranked document ids against relevance judgements {doc_id: grade}.
 
+Ranking = Sequence[str]
+Qrels = Mapping[str, int]
 
-def ndcg_at(k: int) -> Callable[[Sequence[Sequence[str]], Sequence[Mapping[str, int]]], float]:
-    def compute(rankings: Sequence[Sequence[str]], qrels: Sequence[Mapping[str, int]]) -> float:
+
+def _ndcg(k: int) -> Callable[[Ranking, Qrels], float]:
+    def score(ranking: Ranking, relevant: Qrels) -> float:
+        gains = [relevant.get(doc, 0) for doc in ranking[:k]]
+        ideal = sorted((grade for grade in relevant.values() if grade > 0), reverse=True)[:k]
+        dcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(gains))
+        idcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(ideal))
+        return dcg / idcg if idcg > 0 else 0.0
+
+    return score
+
+
+def _mrr(k: int) -> Callable[[Ranking, Qrels], float]:
+    def score(ranking: Ranking, relevant: Qrels) -> float:
+        for rank, doc in enumerate(ranking[:k], 1):
+            if relevant.get(doc, 0) > 0:
+                return 1.0 / rank
+        return 0.0
+
+    return score
+
+
+def _recall(k: int) -> Callable[[Ranking, Qrels], float]:
+    def score(ranking: Ranking, relevant: Qrels) -> float:
+        wanted = {doc for doc, grade in relevant.items() if grade > 0}
+        return len(wanted & set(ranking[:k])) / len(wanted) if wanted else 0.0
+
+    return score
+
+
+def _query_mean(
+    per_query: Callable[[Ranking, Qrels], float],
+) -> Callable[[Sequence[Ranking], Sequence[Qrels]], float]:
+    def compute(rankings: Sequence[Ranking], qrels: Sequence[Qrels]) -> float:
         total = 0.0
         for ranking, relevant in zip(rankings, qrels, strict=True):
-            gains = [relevant.get(doc, 0) for doc in ranking[:k]]
-            ideal = sorted((grade for grade in relevant.values() if grade > 0), reverse=True)[:k]
-            dcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(gains))
-            idcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(ideal))
-            total += dcg / idcg if idcg > 0 else 0.0
+            total += per_query(ranking, relevant)
         return total / len(rankings) if rankings else 0.0
 
     return compute
 
 
-def mrr_at(k: int) -> Callable[[Sequence[Sequence[str]], Sequence[Mapping[str, int]]], float]:
-    def compute(rankings: Sequence[Sequence[str]], qrels: Sequence[Mapping[str, int]]) -> float:
-        total = 0.0
-        for ranking, relevant in zip(rankings, qrels, strict=True):
-            for rank, doc in enumerate(ranking[:k], 1):
-                if relevant.get(doc, 0) > 0:
-                    total += 1.0 / rank
-                    break
-        return total / len(rankings) if rankings else 0.0
-
-    return compute
+def ndcg_at(k: int) -> Callable[[Sequence[Ranking], Sequence[Qrels]], float]:
+    return _query_mean(_ndcg(k))
 
 
-def recall_at(k: int) -> Callable[[Sequence[Sequence[str]], Sequence[Mapping[str, int]]], float]:
-    def compute(rankings: Sequence[Sequence[str]], qrels: Sequence[Mapping[str, int]]) -> float:
-        total = 0.0
-        for ranking, relevant in zip(rankings, qrels, strict=True):
-            wanted = {doc for doc, grade in relevant.items() if grade > 0}
-            total += len(wanted & set(ranking[:k])) / len(wanted) if wanted else 0.0
-        return total / len(rankings) if rankings else 0.0
-
-    return compute
+def mrr_at(k: int) -> Callable[[Sequence[Ranking], Sequence[Qrels]], float]:
+    return _query_mean(_mrr(k))
 
 
-NDCG_10 = Metric("ndcg@10", True, ndcg_at(10), "nDCG@10 with linear gains, as BEIR computes it")
-MRR_10 = Metric("mrr@10", True, mrr_at(10), "mean reciprocal rank of the first relevant hit")
-RECALL_10 = Metric("recall@10", True, recall_at(10), "share of relevant documents in the top 10")
-RECALL_100 = Metric(
-    "recall@100", True, recall_at(100), "share of relevant documents in the top 100"
-)
+def recall_at(k: int) -> Callable[[Sequence[Ranking], Sequence[Qrels]], float]:
+    return _query_mean(_recall(k))
 
 
-# Similarity: predicted scores against gold scores (scipy).
+def _retrieval(name: str, per_query: Callable[[Ranking, Qrels], float], text: str) -> Metric:
+    return Metric(
+        name,
+        True,
+        _query_mean(per_query),
+        text,
+        statistics=_value_rows(per_query),
+        from_statistics=_mean_of_rows(),
+    )
+
+
+NDCG_10 = _retrieval("ndcg@10", _ndcg(10), "nDCG@10 with linear gains, as BEIR computes it")
+MRR_10 = _retrieval("mrr@10", _mrr(10), "mean reciprocal rank of the first relevant hit")
+RECALL_10 = _retrieval("recall@10", _recall(10), "share of relevant documents in the top 10")
+RECALL_100 = _retrieval("recall@100", _recall(100), "share of relevant documents in the top 100")
+
+
+# Similarity: predicted scores against gold scores (scipy). No statistics: a rank correlation has
+# no additive per-example form, and recomputing scipy 1,000 times takes well under a second.
 
 
 def spearman(predictions: Sequence[float], references: Sequence[float]) -> float:
@@ -231,3 +479,248 @@ def pearson(predictions: Sequence[float], references: Sequence[float]) -> float:
 
 SPEARMAN = Metric("spearman", True, spearman, "Spearman rank correlation with gold scores")
 PEARSON = Metric("pearson", True, pearson, "Pearson correlation with gold scores")
+
+
+BUILT_IN: tuple[Metric, ...] = (
+    ACCURACY,
+    MACRO_F1,
+    MCC,
+    EXACT_MATCH,
+    SQUAD_F1,
+    BLEU,
+    CHRF,
+    *ROUGE,
+    NDCG_10,
+    MRR_10,
+    RECALL_10,
+    RECALL_100,
+    SPEARMAN,
+    PEARSON,
+)
+
+
+# Bootstrap: confidence intervals and the paired significance test.
+
+
+@dataclass(frozen=True)
+class Score:
+    """A metric's value on the whole corpus and its bootstrap confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+# Resample indices are drawn this many at a time (rows x examples), so memory stays bounded on
+# large corpora; the chunking depends only on the corpus size, so a seed gives the same
+# resamples whichever path (statistics or recompute) consumes them.
+_CHUNK_CELLS = 1 << 22
+
+
+def _resamples(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """``resamples`` rows of ``n`` indices drawn with replacement, in chunks of rows."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = max(1, _CHUNK_CELLS // max(n, 1))
+    for start in range(0, resamples, rows):
+        yield rng.integers(0, n, size=(min(rows, resamples - start), n))
+
+
+def _resampled_sums(stats: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+    """Column sums of ``stats`` over each row of resample indices, as counts @ stats."""
+    import numpy as np
+
+    c, n = chunk.shape
+    flat = (chunk + (np.arange(c) * n)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=c * n).reshape(c, n).astype(np.float64)
+    return counts @ stats
+
+
+def _resampled_values(
+    metric: Metric,
+    predictions: Sequence[Any],
+    references: Sequence[Any],
+    resamples: int,
+    seed: int,
+) -> np.ndarray:
+    """The metric on each of ``resamples`` seeded bootstrap resamples of the corpus."""
+    import numpy as np
+
+    n = len(predictions)
+    values: list[float] = []
+    if metric.statistics is not None and metric.from_statistics is not None:
+        stats = np.asarray(metric.statistics(predictions, references), dtype=np.float64)
+        for chunk in _resamples(n, resamples, seed):
+            values.extend(metric.from_statistics(row) for row in _resampled_sums(stats, chunk))
+    else:
+        for chunk in _resamples(n, resamples, seed):
+            for picked in chunk:
+                values.append(
+                    metric.compute(
+                        [predictions[i] for i in picked], [references[i] for i in picked]
+                    )
+                )
+    return np.asarray(values, dtype=np.float64)
+
+
+def bootstrap(
+    metric: Metric,
+    predictions: Sequence[Any],
+    references: Sequence[Any],
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Score:
+    """The metric on the whole corpus (``compute``) and a seeded percentile bootstrap interval.
+
+    Uses the metric's statistics when it has them (exact, and fast), otherwise recomputes the
+    metric on every resample. Resamples where the metric is undefined (NaN) are left out.
+    """
+    import numpy as np
+
+    if len(predictions) != len(references):
+        raise NlpsuiteError(
+            f"metric '{metric.name}': {len(predictions)} predictions for "
+            f"{len(references)} references"
+        )
+    value = metric.compute(predictions, references)
+    if resamples <= 0 or len(predictions) < 2:
+        return Score(value, value, value)
+    draws = _resampled_values(metric, predictions, references, resamples, seed)
+    draws = draws[~np.isnan(draws)]
+    if draws.size == 0:
+        return Score(value, math.nan, math.nan)
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(draws, [tail, 100.0 - tail])
+    return Score(value, float(low), float(high))
+
+
+def paired_bootstrap(
+    metric: Metric,
+    predictions_a: Sequence[Any],
+    predictions_b: Sequence[Any],
+    references: Sequence[Any],
+    resamples: int = 1000,
+    seed: int = 0,
+) -> float:
+    """Two-sided p-value that systems A and B differ on ``metric`` (paired bootstrap test).
+
+    Koehn (2004) as sacrebleu's ``--paired-bs`` runs it: both systems are scored on the same
+    resamples of the test set, the resampled differences are centred on their mean (the null
+    hypothesis of no difference), and p is the share of centred differences at least as large
+    as the observed one, with the usual +1 correction: ``(count + 1) / (resamples + 1)``.
+
+    Two deliberate differences from sacrebleu 2.6: the differences are signed before centring
+    (sacrebleu centres absolute differences), and ties count (``>=``; sacrebleu uses ``>``), so
+    a system compared with itself gets p = 1, not 1 / (resamples + 1).
+    """
+    import numpy as np
+
+    n = len(references)
+    if len(predictions_a) != n or len(predictions_b) != n:
+        raise NlpsuiteError(
+            f"paired bootstrap: {len(predictions_a)} and {len(predictions_b)} predictions "
+            f"for {n} references"
+        )
+    if resamples < 1:
+        raise NlpsuiteError(f"paired bootstrap: resamples must be at least 1, got {resamples}")
+    observed = metric.compute(predictions_a, references) - metric.compute(predictions_b, references)
+    # The same seed draws the same resamples for both systems: that is what makes it paired.
+    scores_a = _resampled_values(metric, predictions_a, references, resamples, seed)
+    scores_b = _resampled_values(metric, predictions_b, references, resamples, seed)
+    differences = scores_a - scores_b
+    centred = differences - differences.mean()
+    extreme = int(np.sum(np.abs(centred) >= abs(observed)))
+    return (extreme + 1) / (resamples + 1)
+
+
+# Metrics by name: registered ones, or Hugging Face ``evaluate`` metrics.
+
+
+def find_metric(name: str) -> Metric:
+    """A metric by name: a registered metric (built-in or a plugin's), else a Hugging Face
+    ``evaluate`` metric, given as a local metric directory (offline) or a Hub name."""
+    from nlpsuite.plugins import registry
+
+    known = registry().metrics
+    if name in known:
+        return known[name]
+    return evaluate_metric(name, known=sorted(known))
+
+
+def evaluate_metric(
+    name_or_dir: str, *, higher_is_better: bool = True, known: Sequence[str] = ()
+) -> Metric:
+    """A :class:`Metric` wrapping ``evaluate.load(name_or_dir)``.
+
+    ``name_or_dir`` is a local metric directory (holding ``<dirname>.py``) or a Hub name; append
+    ``#KEY`` to pick one score from a metric that returns several (e.g. ``rouge#rougeL``). The
+    value is the result's key named like the metric, else its only number. No statistics: the
+    bootstrap recomputes it. ``evaluate`` is an optional extra and is imported only here (it
+    takes seconds to import).
+    """
+    import importlib
+    import importlib.util
+
+    target, _, key = name_or_dir.partition("#")
+    local = Path(target).expanduser()
+    if importlib.util.find_spec("evaluate") is None:
+        raise NlpsuiteError(
+            f"metric '{name_or_dir}' needs the optional package 'evaluate': "
+            "pip install 'nlpsuite[evaluate]'"
+        )
+    hint = f" (known metrics: {', '.join(known)})" if known else ""
+    offline_message = (
+        f"metric '{target}' needs the Hugging Face Hub; offline, pass a local metric directory"
+        + hint
+    )
+    if not local.exists() and _hub_offline():
+        raise NlpsuiteError(offline_message)  # fail fast, without paying for importing evaluate
+    # Through importlib: evaluate ships no type information, and is an optional extra.
+    evaluate = importlib.import_module("evaluate")
+    try:
+        module = evaluate.load(str(local) if local.exists() else target)
+    except (FileNotFoundError, ConnectionError, OSError) as error:
+        if local.exists():
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise NlpsuiteError(f"{local}: not a Hugging Face evaluate metric ({first})") from None
+        raise NlpsuiteError(offline_message) from None
+    except ImportError as error:  # the metric script imports a package that is not installed
+        raise NlpsuiteError(f"metric '{target}' cannot load: {error}") from None
+    metric_name = str(getattr(module, "name", "") or local.name or target)
+
+    def compute(predictions: Sequence[Any], references: Sequence[Any]) -> float:
+        result = module.compute(predictions=list(predictions), references=list(references))
+        return _pick_score(result, key or metric_name, bool(key), name_or_dir)
+
+    about = str(getattr(module, "description", "") or "").strip().split("\n")[0]
+    description = f"Hugging Face evaluate metric {target}" + (f": {about}" if about else "")
+    return Metric(metric_name, higher_is_better, compute, description)
+
+
+def _pick_score(result: Any, key: str, explicit: bool, name: str) -> float:
+    if isinstance(result, Mapping):
+        if key in result:
+            return float(result[key])
+        numbers = [k for k, v in result.items() if isinstance(v, int | float)]
+        if not explicit and len(numbers) == 1:
+            return float(result[numbers[0]])
+        keys = ", ".join(str(k) for k in result) or "none"
+        raise NlpsuiteError(
+            f"metric '{name}' returned several scores ({keys}); pick one with NAME#KEY"
+            if not explicit
+            else f"metric '{name}' returned no score '{key}' (it returned: {keys})"
+        )
+    if isinstance(result, int | float):
+        return float(result)
+    raise NlpsuiteError(f"metric '{name}' returned {type(result).__name__}, not a score")
+
+
+def _hub_offline() -> bool:
+    import os
+
+    return any(
+        os.environ.get(variable, "").strip().lower() in {"1", "true", "yes", "on"}
+        for variable in ("HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE", "HF_DATASETS_OFFLINE")
+    )

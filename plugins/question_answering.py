@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -29,10 +30,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
 from nlpsuite.batching import map_sorted, model_max_length
+from nlpsuite.datasets import Dataset, load_records
 from nlpsuite.metrics import EXACT_MATCH, SQUAD_F1
 from nlpsuite.models import load_model, load_tokenizer
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+EVAL_SET = Path(__file__).parent / "data" / "qa-eval.jsonl"
 
 
 @dataclass(frozen=True)
@@ -373,3 +376,18 @@ TASK = Task(
 @hookimpl
 def register_tasks(register: Callable[[Task], None]) -> None:
     register(TASK)
+
+
+@hookimpl
+def register_datasets(register: Callable[[Dataset], None]) -> None:
+    register(
+        Dataset(
+            name="qa-mini",
+            task="question-answering",
+            description="24 questions on 12 short general-knowledge passages, every one "
+            "answerable, with alternative gold answers; written for nlpsuite",
+            licence="CC0-1.0",
+            load=lambda: load_records(EVAL_SET, "question-answering"),
+            files=(EVAL_SET,),
+        )
+    )
