@@ -157,7 +157,8 @@ def test_beir_scifact_judged_queries_and_corpus() -> None:
         e.id for e in data.examples
     ]
     assert len(load_dataset(str(folder / "qrels" / "train.tsv"), "semantic-search")) == 809
-    assert resolve_dataset(str(folder)).options == {"corpus": str(folder / "corpus.jsonl")}
+    assert resolve_dataset(str(folder)).options == {
+        "corpus": str(folder / "corpus.jsonl"), "top_k": 100}
 
 
 def test_sts_benchmark_dev() -> None:
