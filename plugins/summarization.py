@@ -1,0 +1,181 @@
+"""summarization: abstractive summaries with any seq2seq checkpoint (distilBART-CNN by default).
+
+A document longer than the model's input window is summarized map-reduce style: cut into runs of
+whole sentences that fit the window, each run summarized (the runs of every document in the call
+in one batched pass), the run summaries joined and summarized again, until the text fits and a
+last pass gives the summary. So the end of a long document counts as much as its start.
+
+Length and search settings default to the checkpoint's own (``task_specific_params`` or its
+generation config), as the model was tuned with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
+from nlpsuite.generation import Generation, Seq2Seq, has_text, load_seq2seq, task_params
+from nlpsuite.metrics import ROUGE
+
+# For checkpoints that declare nothing: greedy, and summaries of up to 128 tokens.
+FALLBACK = {"min_length": 0, "max_length": 128, "num_beams": 1, "no_repeat_ngram_size": 0}
+# Beam settings a checkpoint may declare beside the options; passed on when beams are used.
+BEAM_SETTINGS = ("length_penalty", "early_stopping")
+# A run summary is at most this share of the window, so every map-reduce round shrinks the text.
+RUN_SHARE = 4
+MAX_ROUNDS = 12
+
+
+@dataclass(frozen=True)
+class SummarizationInput:
+    text: str
+
+    def __post_init__(self) -> None:
+        if not has_text(self.text):
+            raise NlpsuiteError("field 'text' is empty")
+
+
+@dataclass(frozen=True)
+class SummarizationOutput:
+    summary: str
+    # How many windows the document filled: 1 when it fit; more means it was summarized in runs.
+    chunks: int
+
+
+def summary_prefix(config: Any) -> str:
+    declared = task_params(config, "summarization").get("prefix")
+    if isinstance(declared, str):
+        return declared
+    return "summarize: " if getattr(config, "model_type", None) == "t5" else ""
+
+
+def settings(model: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Generation settings: the options given, else the checkpoint's, else :data:`FALLBACK`."""
+    declared = task_params(model.config, "summarization")
+    generation = model.generation_config
+    resolved: dict[str, Any] = {}
+    for name, fallback in FALLBACK.items():
+        value = options.get(name)
+        if value is None:
+            value = declared.get(name, getattr(generation, name, None))
+        resolved[name] = fallback if value is None else int(value)
+    for name in BEAM_SETTINGS:
+        value = declared.get(name, getattr(generation, name, None))
+        if value is not None:
+            resolved[name] = value
+    for name in ("min_length", "no_repeat_ngram_size"):
+        if resolved[name] < 0:
+            raise NlpsuiteError(f"option '{name}' must be at least 0, got {resolved[name]}")
+    for name in ("max_length", "num_beams"):
+        if resolved[name] < 1:
+            raise NlpsuiteError(f"option '{name}' must be at least 1, got {resolved[name]}")
+    if resolved["min_length"] > resolved["max_length"]:
+        if options.get("min_length") is None:  # the checkpoint's minimum, under a max given here
+            resolved["min_length"] = resolved["max_length"]
+            return resolved
+        raise NlpsuiteError(f"min_length ({resolved['min_length']}) is more than max_length "
+                            f"({resolved['max_length']})")
+    return resolved
+
+
+class Summarizer:
+    """Map-reduce summarization over a :class:`Seq2Seq` model."""
+
+    def __init__(self, seq2seq: Seq2Seq, settings: dict[str, Any], batch_size: int) -> None:
+        self.seq2seq = seq2seq
+        self.settings = settings
+        self.batch_size = batch_size
+
+    def generate(self, texts: Sequence[str], final: bool = True) -> list[Generation]:
+        """One generation pass over texts that fit the window; ``final=False`` for the runs of a
+        long document, whose summaries are held to a share of the window."""
+        options = dict(self.settings)
+        # max_length and min_length count the decoder start token, as transformers does.
+        max_new_tokens = options.pop("max_length") - 1
+        if not final:
+            max_new_tokens = min(max_new_tokens, max(self.seq2seq.window // RUN_SHARE, 1))
+            options["min_length"] = min(options["min_length"], max_new_tokens)
+        if options["num_beams"] == 1:
+            options = {k: v for k, v in options.items() if k not in BEAM_SETTINGS}
+        return self.seq2seq.generate(texts, max_new_tokens=max(max_new_tokens, 1),
+                                     batch_size=self.batch_size, **options)
+
+    def __call__(self, texts: Sequence[str]) -> list[SummarizationOutput]:
+        pending = [self.seq2seq.chunks(text) for text in texts]
+        chunks = [len(runs) for runs in pending]
+        for _ in range(MAX_ROUNDS):
+            long = [i for i, runs in enumerate(pending) if len(runs) > 1]
+            if not long:
+                break
+            # Every run of every long document in one batched pass.
+            runs = [run for i in long for run in pending[i]]
+            summaries = iter(self.generate(runs, final=False))
+            for i in long:
+                joined = " ".join(s.text for s in (next(summaries) for _ in pending[i]) if s.text)
+                if not joined:  # the model said nothing about any run: nothing left to reduce
+                    pending[i] = [""]
+                    continue
+                before = sum(self.seq2seq.count(pending[i]))
+                pending[i] = self.seq2seq.chunks(joined)
+                if len(pending[i]) > 1 and sum(self.seq2seq.count(pending[i])) >= before:
+                    raise NlpsuiteError("summarizing a long document in runs did not shorten it; "
+                                        "lower max_length")
+        else:
+            raise NlpsuiteError(f"document still longer than the window after {MAX_ROUNDS} rounds")
+        final = [runs[0] for runs in pending]
+        wanted = [i for i, text in enumerate(final) if text]
+        results = [""] * len(final)
+        for i, summary in zip(wanted, self.generate([final[i] for i in wanted]), strict=True):
+            results[i] = summary.text
+        return [SummarizationOutput(text, n) for text, n in zip(results, chunks, strict=True)]
+
+
+def build(config: RunConfig) -> Summarizer:
+    """Load the checkpoint and settle its settings; errors in options come before the load."""
+    for name in ("min_length", "no_repeat_ngram_size", "max_length", "num_beams"):
+        value = config.options[name]
+        floor = 0 if name in ("min_length", "no_repeat_ngram_size") else 1
+        if value is not None and value < floor:
+            raise NlpsuiteError(f"option '{name}' must be at least {floor}, got {value}")
+    seq2seq = load_seq2seq(config, lambda model_config, tokenizer: summary_prefix(model_config))
+    return Summarizer(seq2seq, settings(seq2seq.model, dict(config.options)), config.batch_size)
+
+
+def load(config: RunConfig) -> Callable[[Sequence[SummarizationInput]], list[SummarizationOutput]]:
+    summarizer = build(config)
+
+    def run(inputs: Sequence[SummarizationInput]) -> list[SummarizationOutput]:
+        return summarizer([item.text for item in inputs])
+
+    return run
+
+
+TASK = Task(
+    name="summarization",
+    description="Summarize documents of any length (distilBART-CNN by default; T5 works too).",
+    default_model="sshleifer/distilbart-cnn-12-6",
+    input_type=SummarizationInput,
+    output_type=SummarizationOutput,
+    load=load,
+    metrics=ROUGE,
+    options=(
+        Option("min_length", int, None,
+               "shortest summary in tokens, counting the decoder start token as transformers "
+               "does; unset: the checkpoint's"),
+        Option("max_length", int, None,
+               "longest summary in tokens, counting the decoder start token; unset: the "
+               "checkpoint's, else 128"),
+        Option("num_beams", int, None, "beam width, 1 for greedy; unset: the checkpoint's"),
+        Option("no_repeat_ngram_size", int, None,
+               "never repeat an n-gram of this size, 0 for no limit; unset: the checkpoint's"),
+    ),
+    prediction=lambda output: output.summary,
+    render=lambda output: output.summary,
+)
+
+
+@hookimpl
+def register_tasks(register: Callable[[Task], None]) -> None:
+    register(TASK)
