@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
+from nlpsuite.datasets import Dataset, load_records
 from nlpsuite.generation import Generation, Seq2Seq, has_text, load_seq2seq, task_params
 from nlpsuite.metrics import ROUGE
 
@@ -75,8 +77,10 @@ def settings(model: Any, options: dict[str, Any]) -> dict[str, Any]:
         if options.get("min_length") is None:  # the checkpoint's minimum, under a max given here
             resolved["min_length"] = resolved["max_length"]
             return resolved
-        raise NlpsuiteError(f"min_length ({resolved['min_length']}) is more than max_length "
-                            f"({resolved['max_length']})")
+        raise NlpsuiteError(
+            f"min_length ({resolved['min_length']}) is more than max_length "
+            f"({resolved['max_length']})"
+        )
     return resolved
 
 
@@ -99,8 +103,9 @@ class Summarizer:
             options["min_length"] = min(options["min_length"], max_new_tokens)
         if options["num_beams"] == 1:
             options = {k: v for k, v in options.items() if k not in BEAM_SETTINGS}
-        return self.seq2seq.generate(texts, max_new_tokens=max(max_new_tokens, 1),
-                                     batch_size=self.batch_size, **options)
+        return self.seq2seq.generate(
+            texts, max_new_tokens=max(max_new_tokens, 1), batch_size=self.batch_size, **options
+        )
 
     def __call__(self, texts: Sequence[str]) -> list[SummarizationOutput]:
         pending = [self.seq2seq.chunks(text) for text in texts]
@@ -120,8 +125,9 @@ class Summarizer:
                 before = sum(self.seq2seq.count(pending[i]))
                 pending[i] = self.seq2seq.chunks(joined)
                 if len(pending[i]) > 1 and sum(self.seq2seq.count(pending[i])) >= before:
-                    raise NlpsuiteError("summarizing a long document in runs did not shorten it; "
-                                        "lower max_length")
+                    raise NlpsuiteError(
+                        "summarizing a long document in runs did not shorten it; lower max_length"
+                    )
         else:
             raise NlpsuiteError(f"document still longer than the window after {MAX_ROUNDS} rounds")
         final = [runs[0] for runs in pending]
@@ -161,15 +167,27 @@ TASK = Task(
     load=load,
     metrics=ROUGE,
     options=(
-        Option("min_length", int, None,
-               "shortest summary in tokens, counting the decoder start token as transformers "
-               "does; unset: the checkpoint's"),
-        Option("max_length", int, None,
-               "longest summary in tokens, counting the decoder start token; unset: the "
-               "checkpoint's, else 128"),
+        Option(
+            "min_length",
+            int,
+            None,
+            "shortest summary in tokens, counting the decoder start token as transformers "
+            "does; unset: the checkpoint's",
+        ),
+        Option(
+            "max_length",
+            int,
+            None,
+            "longest summary in tokens, counting the decoder start token; unset: the "
+            "checkpoint's, else 128",
+        ),
         Option("num_beams", int, None, "beam width, 1 for greedy; unset: the checkpoint's"),
-        Option("no_repeat_ngram_size", int, None,
-               "never repeat an n-gram of this size, 0 for no limit; unset: the checkpoint's"),
+        Option(
+            "no_repeat_ngram_size",
+            int,
+            None,
+            "never repeat an n-gram of this size, 0 for no limit; unset: the checkpoint's",
+        ),
     ),
     prediction=lambda output: output.summary,
     render=lambda output: output.summary,
@@ -179,3 +197,21 @@ TASK = Task(
 @hookimpl
 def register_tasks(register: Callable[[Task], None]) -> None:
     register(TASK)
+
+
+EVAL_SET = Path(__file__).resolve().parent / "data" / "summarization-mini.jsonl"
+
+
+@hookimpl
+def register_datasets(register: Callable[[Dataset], None]) -> None:
+    register(
+        Dataset(
+            name="summarization-mini",
+            task="summarization",
+            description="8 news-style paragraphs with one-sentence summaries, written for nlpsuite",
+            licence="CC0-1.0",
+            load=lambda: load_records(EVAL_SET, "summarization"),
+            files=(EVAL_SET,),
+            options={},
+        )
+    )

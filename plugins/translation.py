@@ -14,9 +14,11 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
+from nlpsuite.datasets import Dataset, load_records
 from nlpsuite.generation import (
     has_text,
     is_spaced,
@@ -37,11 +39,31 @@ _CODE = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2,4})?|[A-Z]{3,12}")
 
 # T5 was trained with prefixes naming the languages in English ("translate English to German: ").
 LANGUAGE_NAMES = {
-    "ar": "Arabic", "cs": "Czech", "da": "Danish", "de": "German", "el": "Greek",
-    "en": "English", "es": "Spanish", "fi": "Finnish", "fr": "French", "he": "Hebrew",
-    "hi": "Hindi", "hu": "Hungarian", "it": "Italian", "ja": "Japanese", "ko": "Korean",
-    "nl": "Dutch", "no": "Norwegian", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian",
-    "ru": "Russian", "sv": "Swedish", "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
+    "ar": "Arabic",
+    "cs": "Czech",
+    "da": "Danish",
+    "de": "German",
+    "el": "Greek",
+    "en": "English",
+    "es": "Spanish",
+    "fi": "Finnish",
+    "fr": "French",
+    "he": "Hebrew",
+    "hi": "Hindi",
+    "hu": "Hungarian",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "nl": "Dutch",
+    "no": "Norwegian",
+    "pl": "Polish",
+    "pt": "Portuguese",
+    "ro": "Romanian",
+    "ru": "Russian",
+    "sv": "Swedish",
+    "tr": "Turkish",
+    "uk": "Ukrainian",
+    "zh": "Chinese",
 }
 
 
@@ -115,8 +137,10 @@ def load(config: RunConfig) -> Callable[[Sequence[TranslationInput]], list[Trans
         raise NlpsuiteError(f"option 'max_new_tokens' must be at least 1, got {max_new_tokens}")
     try:
         seq2seq = load_seq2seq(
-            config, lambda model_config, tokenizer: translation_prefix(
-                model_config, tokenizer, source, target),
+            config,
+            lambda model_config, tokenizer: translation_prefix(
+                model_config, tokenizer, source, target
+            ),
         )
     except NlpsuiteError as error:
         if config.model == DEFAULT_MODEL.format(source_lang=source, target_lang=target):
@@ -132,8 +156,11 @@ def load(config: RunConfig) -> Callable[[Sequence[TranslationInput]], list[Trans
         if cut:
             logger.warning(
                 "%d of %d sentences were longer than the model's window of %d tokens; they "
-                "were translated in %d pieces, cut between words", len(cut), len(fitted),
-                seq2seq.window, sum(len(pieces) for pieces in cut),
+                "were translated in %d pieces, cut between words",
+                len(cut),
+                len(fitted),
+                seq2seq.window,
+                sum(len(pieces) for pieces in cut),
             )
         pending = iter(fitted)
         layouts: list[list[tuple[str, str]]] = []
@@ -144,10 +171,14 @@ def load(config: RunConfig) -> Callable[[Sequence[TranslationInput]], list[Trans
                 layout += [(piece, " ") for piece in pieces[:-1]] + [(pieces[-1], separator)]
             layouts.append(layout)
         pieces = [piece for layout in layouts for piece, _ in layout]
-        generated = iter(seq2seq.generate(
-            pieces, max_new_tokens=max_new_tokens or default_limit, batch_size=config.batch_size,
-            num_beams=num_beams,
-        ))
+        generated = iter(
+            seq2seq.generate(
+                pieces,
+                max_new_tokens=max_new_tokens or default_limit,
+                batch_size=config.batch_size,
+                num_beams=num_beams,
+            )
+        )
         outputs = []
         for layout in layouts:
             translated = [(next(generated).text, separator) for _, separator in layout]
@@ -169,9 +200,13 @@ TASK = Task(
         Option("source_lang", str, "en", "language of the input (ISO code)"),
         Option("target_lang", str, "de", "language to translate into (ISO code)"),
         Option("num_beams", int, 1, "beam width; 1 is greedy search, the fastest"),
-        Option("max_new_tokens", int, None,
-               "longest translation of one sentence, in tokens; unset: twice the sentence's "
-               "length plus 16"),
+        Option(
+            "max_new_tokens",
+            int,
+            None,
+            "longest translation of one sentence, in tokens; unset: twice the sentence's "
+            "length plus 16",
+        ),
     ),
     prediction=lambda output: output.translation,
     render=lambda output: output.translation,
@@ -181,3 +216,21 @@ TASK = Task(
 @hookimpl
 def register_tasks(register: Callable[[Task], None]) -> None:
     register(TASK)
+
+
+EVAL_SET = Path(__file__).resolve().parent / "data" / "translation-en-de.jsonl"
+
+
+@hookimpl
+def register_datasets(register: Callable[[Dataset], None]) -> None:
+    register(
+        Dataset(
+            name="translation-mini",
+            task="translation",
+            description="16 everyday English sentences, German references, written for nlpsuite",
+            licence="CC0-1.0",
+            load=lambda: load_records(EVAL_SET, "translation"),
+            files=(EVAL_SET,),
+            options={"source_lang": "en", "target_lang": "de"},
+        )
+    )

@@ -189,3 +189,32 @@ def test_kill_and_resume_gives_identical_results(tiny_classifier: Path, tmp_path
     assert (killed / "predictions.jsonl").read_text() == (
         tmp_path / "whole" / "predictions.jsonl"
     ).read_text()
+
+
+@pytest.mark.parametrize(
+    ("task", "dataset", "model_fixture"),
+    [
+        ("sentiment", "sentiment-mini", "tiny_classifier"),
+        ("question-answering", "qa-mini", "tiny_qa"),
+        ("semantic-search", "search-mini", "minilm"),
+        ("translation", "translation-mini", "tiny_marian"),
+        ("summarization", "summarization-mini", "tiny_bart"),
+    ],
+)
+def test_every_task_evaluates_on_its_embedded_set(
+    task: str, dataset: str, model_fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    model = str(request.getfixturevalue(model_fixture))
+    done = nlpsuite(
+        "eval", task, "-m", model, "-d", dataset, "--out", str(tmp_path), "--bootstrap", "50", "-q"
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    from nlpsuite import get_task
+
+    assert list(results["metrics"]) == [metric.name for metric in get_task(task).metrics]
+    for score in results["metrics"].values():
+        low, high = score["ci95"]
+        assert low <= score["value"] <= high
+    rows = (tmp_path / "predictions.jsonl").read_text().splitlines()
+    assert len(rows) == results["dataset"]["examples"] > 0
