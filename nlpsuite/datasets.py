@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.records import read_json
 
 SENTIMENT = "sentiment"
 QUESTION_ANSWERING = "question-answering"
@@ -495,14 +496,7 @@ def load_squad(path: str | Path) -> list[Example]:
     them; an unanswerable v2.0 question (``is_impossible``) has ``[]``.
     """
     file = Path(path)
-    if not file.is_file():
-        raise NlpsuiteError(f"dataset file not found: {file}")
-    try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise NlpsuiteError(f"{file}:{error.lineno}: not valid JSON ({error.msg})") from None
-    except UnicodeDecodeError:
-        raise NlpsuiteError(f"{file}: not UTF-8 text") from None
+    document = read_json(file, "dataset file")
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise NlpsuiteError(f"{file}: not a SQuAD file (expected an object with a 'data' list)")
     examples = []

@@ -136,25 +136,13 @@ class Registry:
                 )
 
     def task(self, name: str) -> Task:
-        try:
-            return self.tasks[name]
-        except KeyError:
-            known = ", ".join(sorted(self.tasks)) or "none loaded"
-            raise NlpsuiteError(f"unknown task '{name}' (known tasks: {known})") from None
+        return _lookup("task", self.tasks, name)
 
     def dataset(self, name: str) -> Dataset:
-        try:
-            return self.datasets[name]
-        except KeyError:
-            known = ", ".join(sorted(self.datasets)) or "none loaded"
-            raise NlpsuiteError(f"unknown dataset '{name}' (known datasets: {known})") from None
+        return _lookup("dataset", self.datasets, name)
 
     def metric(self, name: str) -> Metric:
-        try:
-            return self.metrics[name]
-        except KeyError:
-            known = ", ".join(sorted(self.metrics)) or "none loaded"
-            raise NlpsuiteError(f"unknown metric '{name}' (known metrics: {known})") from None
+        return _lookup("metric", self.metrics, name)
 
     def _call(self, plugin: Any, hook: str, **arguments: Any) -> None:
         for implementation in getattr(self.manager.hook, hook).get_hookimpls():
@@ -176,6 +164,14 @@ class Registry:
         info = PluginInfo(name, package, version, error=reason)
         self.plugins.append(info)
         return info
+
+
+def _lookup(kind: str, table: dict[str, Any], name: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(sorted(table)) or "none loaded"
+        raise NlpsuiteError(f"unknown {kind} '{name}' (known {kind}s: {known})") from None
 
 
 def _collector(into: dict[str, Any], kind: type[Any]) -> Callable[[Any], None]:

@@ -99,6 +99,19 @@ def _jsonl_rows(lines: Iterable[str], name: str) -> Iterator[tuple[str, dict[str
         yield where, row
 
 
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """A whole JSON document; a missing, undecodable or malformed file is a one-line error."""
+    file = Path(path)
+    if not file.is_file():
+        raise NlpsuiteError(f"{what} not found: {file}")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise NlpsuiteError(f"{file}:{error.lineno}: not valid JSON ({error.msg})") from None
+    except UnicodeDecodeError:
+        raise NlpsuiteError(f"{file}: not UTF-8 text") from None
+
+
 def to_json(record: Any) -> str:
     """One output record as a JSON line (without the newline)."""
     return json.dumps(dataclasses.asdict(record), ensure_ascii=False)

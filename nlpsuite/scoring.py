@@ -26,6 +26,7 @@ from typing import Any
 
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric, find_metric, squad_exact, squad_f1, squad_v2_exact, squad_v2_f1
+from nlpsuite.records import read_json
 
 TEXT_TASKS = ("translation", "summarization")
 QUESTION_ANSWERING = "question-answering"
@@ -175,14 +176,7 @@ def _score_labels(
 
 def read_squad_predictions(path: Path) -> dict[str, str]:
     """The official SQuAD prediction file: a JSON object ``{question_id: answer_text}``."""
-    if not path.is_file():
-        raise NlpsuiteError(f"predictions file not found: {path}")
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise NlpsuiteError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
-    except UnicodeDecodeError:
-        raise NlpsuiteError(f"{path}: not UTF-8 text") from None
+    found = read_json(path, "predictions file")
     if not isinstance(found, dict):
         raise NlpsuiteError(
             f"{path}: expected a JSON object {{question_id: answer}}, got {type(found).__name__}"
