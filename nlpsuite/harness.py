@@ -102,7 +102,7 @@ def evaluate(
     results = {
         "version": RESULTS_VERSION,
         "task": task.name,
-        "model": {"id": model, "weights_sha256": _weights(model)},
+        "model": {"id": model, "weights_sha256": _weights(model), **_model_size(model)},
         "dataset": {"name": request.dataset, **dataset_fingerprint(request.dataset, task.name),
                     "examples": len(examples)},
         "metrics": metrics,
@@ -115,6 +115,9 @@ def evaluate(
         "started": started.isoformat(), "finished": datetime.now(UTC).isoformat(),
         "examples_per_second": len(missing) / elapsed if missing and elapsed > 0 else None,
         "resumed_examples": len(examples) - len(missing),
+        **_label_mapping(task, examples, references),
+        "request": _request_fields(request),
+        "command": eval_command_line(request),
     }
     write_atomic(request.out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
@@ -237,3 +240,85 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             found[package] = "not installed"
     return found
+
+
+# Read by leaderboards (nlpsuite.report): model size, the label mapping the metrics used, and the
+# request with a command line that repeats it.
+
+
+def _model_size(model: str) -> dict[str, int | None]:
+    """``weights_bytes`` of a local checkpoint's weight files, and ``parameters`` counted from
+    the safetensors headers (no tensor is loaded); None where unknown (a hub id not on disk)."""
+    import struct
+
+    from nlpsuite.models import resolve_model
+
+    try:
+        folder = Path(resolve_model(model))
+    except NlpsuiteError:
+        return {"weights_bytes": None, "parameters": None}
+    safetensors = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    files = safetensors or (sorted(folder.glob("*.bin")) if folder.is_dir() else [])
+    parameters: int | None = 0 if safetensors else None
+    for file in safetensors:
+        try:
+            with file.open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length))
+        except (OSError, ValueError, struct.error):
+            parameters = None
+            break
+        for name, tensor in header.items():
+            if name != "__metadata__" and parameters is not None:
+                count = 1
+                for size in tensor.get("shape", []):
+                    count *= int(size)
+                parameters += count
+    weights = sum(file.stat().st_size for file in files) if files else None
+    return {"weights_bytes": weights, "parameters": parameters}
+
+
+def _label_mapping(
+    task: Task, examples: Sequence[Example], references: Sequence[Any]
+) -> dict[str, Any]:
+    """For classification: each dataset label and the model label the metrics compared with."""
+    if "label" not in {f.name for f in dataclasses.fields(task.output_type)}:
+        return {}
+    pairs = zip((str(example.reference) for example in examples), references, strict=True)
+    return {"label_mapping": dict(sorted(pairs))}
+
+
+def _request_fields(request: EvalRequest) -> dict[str, Any]:
+    fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
+    fields["out"] = str(request.out)
+    fields["options"] = dict(request.options)
+    fields["label_map"] = dict(request.label_map)
+    fields["metrics"] = list(request.metrics) if request.metrics is not None else None
+    return json.loads(json.dumps(fields, default=str))
+
+
+def eval_command_line(request: EvalRequest) -> str:
+    """The ``nlpsuite eval`` command line that makes the same run (metrics other than the
+    task's own have no flag, and show as a comment)."""
+    import shlex
+
+    words = ["nlpsuite", "eval", request.task, "--dataset", request.dataset]
+    if request.model is not None:
+        words += ["--model", request.model]
+    words += ["--out", str(request.out)]
+    defaults = EvalRequest(task=request.task, dataset=request.dataset, out=request.out)
+    for flag, name in (("--device", "device"), ("--batch-size", "batch_size"),
+                       ("--limit", "limit"), ("--sample", "sample"), ("--seed", "seed"),
+                       ("--bootstrap", "bootstrap")):
+        value = getattr(request, name)
+        if value != getattr(defaults, name):
+            words += [flag, str(value)]
+    for key, value in request.options.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        words += ["--option", f"{key}={text}"]
+    if request.label_map:
+        words += ["--label-map", ",".join(f"{k}={v}" for k, v in request.label_map.items())]
+    line = shlex.join(words)
+    if request.metrics is not None:
+        line += f"  # metrics: {', '.join(request.metrics)}"
+    return line

@@ -1,4 +1,7 @@
-"""semantic-search: rank a corpus of documents by meaning with a sentence-embedding checkpoint.
+"""semantic-search and sentence-similarity: what a sentence-embedding checkpoint is for.
+
+semantic-search ranks a corpus of documents by meaning; sentence-similarity scores a pair of
+texts by the cosine of their embeddings. Both share one :class:`Encoder` per checkpoint.
 
 Texts are embedded the way the checkpoint's sentence-transformers config prescribes (pooling
 mode, ``max_seq_length``, lower-casing), then L2-normalised, so a dot product is the cosine.
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, __version__, hookimpl
 from nlpsuite.batching import encode_truncated, map_sorted, model_max_length
 from nlpsuite.datasets import Dataset, load_records
-from nlpsuite.metrics import MRR_10, NDCG_10, RECALL_10, RECALL_100
+from nlpsuite.metrics import MRR_10, NDCG_10, PEARSON, RECALL_10, RECALL_100, SPEARMAN
 from nlpsuite.models import load_model, load_tokenizer, resolve_model, weights_sha256
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ logger = logging.getLogger("nlpsuite")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEMO_CORPUS = Path(__file__).resolve().parent / "data" / "demo-corpus.jsonl"
 EVAL_SET = DEMO_CORPUS.with_name("search-eval.jsonl")
+STS_SET = DEMO_CORPUS.with_name("sts-eval.jsonl")
 
 INDEX_FORMAT = "nlpsuite-semantic-index"
 INDEX_VERSION = 1
@@ -273,16 +277,30 @@ def embed(texts: Sequence[str], config: RunConfig) -> np.ndarray:
 
 def similarity(pairs: Sequence[tuple[str, str]], config: RunConfig) -> np.ndarray:
     """Cosine similarity of each ``(text_a, text_b)`` pair; every distinct text embedded once."""
+    return pair_cosines(_encoder_for(config), pairs, config.batch_size)
+
+
+def pair_cosines(
+    encoder: Encoder, pairs: Sequence[tuple[str, str]], batch_size: int = 32
+) -> np.ndarray:
+    """Cosine of each pair's embeddings, float32 in [-1, 1].
+
+    Both sides of every pair go through one :meth:`Encoder.encode` call, so the batches are
+    sorted by length over all the texts at once, and a text that occurs many times (STS reuses
+    sentences) is embedded once.
+    """
     import numpy as np
 
     distinct = list(dict.fromkeys(text for pair in pairs for text in pair))
     if not distinct:
         return np.zeros(0, dtype=np.float32)
-    vectors = embed(distinct, config)
+    vectors = encoder.encode(distinct, batch_size)
     row = {text: i for i, text in enumerate(distinct)}
     left = vectors[[row[a] for a, _ in pairs]]
     right = vectors[[row[b] for _, b in pairs]]
-    return np.einsum("ij,ij->i", left, right)
+    # Unit vectors, so the dot product is the cosine; float32 rounding can take a text paired
+    # with itself a hair past 1.
+    return np.clip(np.einsum("ij,ij->i", left, right), -1.0, 1.0)
 
 
 # Corpus
@@ -698,6 +716,57 @@ TASK = Task(
 )
 
 
+# Sentence similarity
+
+
+@dataclass(frozen=True)
+class SimilarityPair:
+    text: str
+    text_pair: str
+
+    def __post_init__(self) -> None:
+        for name in ("text", "text_pair"):
+            if not getattr(self, name).strip():
+                raise NlpsuiteError(f"field '{name}' is empty")
+
+
+@dataclass(frozen=True)
+class SimilarityScore:
+    """The cosine of the two texts' embeddings, in [-1, 1] (not rescaled to a 0-5 STS scale:
+    the correlation metrics only need the order and the linear trend)."""
+
+    score: float
+
+
+def load_similarity(
+    config: RunConfig,
+) -> Callable[[Sequence[SimilarityPair]], list[SimilarityScore]]:
+    # Loaded here, not on the first batch, so a bad model fails before any input is read.
+    encoder = _encoder_for(config)
+
+    def run(inputs: Sequence[SimilarityPair]) -> list[SimilarityScore]:
+        scores = pair_cosines(
+            encoder, [(pair.text, pair.text_pair) for pair in inputs], config.batch_size
+        )
+        # float32 holds about seven significant digits; more would be noise in the JSON.
+        return [SimilarityScore(round(float(score), 6)) for score in scores]
+
+    return run
+
+
+SIMILARITY_TASK = Task(
+    name="sentence-similarity",
+    description="Score how alike two texts are in meaning: the cosine of their embeddings.",
+    default_model=DEFAULT_MODEL,
+    input_type=SimilarityPair,
+    output_type=SimilarityScore,
+    load=load_similarity,
+    metrics=(SPEARMAN, PEARSON),
+    prediction=lambda output: output.score,
+    render=lambda output: f"{output.score:.4f}",
+)
+
+
 # Weights are hashed to tell models apart; 90 MB for MiniLM, so once per model and process.
 @functools.cache
 def _weights_sha256(model: str) -> str | None:
@@ -747,6 +816,7 @@ def _read_json(path: Path | None) -> Any:
 @hookimpl
 def register_tasks(register: Callable[[Task], None]) -> None:
     register(TASK)
+    register(SIMILARITY_TASK)
 
 
 @hookimpl
@@ -760,6 +830,16 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             load=lambda: load_records(EVAL_SET, "semantic-search"),
             files=(EVAL_SET, DEMO_CORPUS),
             options={"corpus": str(DEMO_CORPUS), "top_k": 100},
+        )
+    )
+    register(
+        Dataset(
+            name="sts-mini",
+            task="sentence-similarity",
+            description="26 sentence pairs with gold similarity 0-5, written for nlpsuite",
+            licence="CC0-1.0",
+            load=lambda: load_records(STS_SET, "sentence-similarity"),
+            files=(STS_SET,),
         )
     )
 
