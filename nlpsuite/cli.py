@@ -218,6 +218,59 @@ def datasets_command(as_json: bool) -> None:
                    f"\t{dataset.description}")
 
 
+@cli.command()
+@click.argument("suite_file", metavar="SUITE")
+@click.option("--out", required=True, metavar="DIR", help="Results folder: one subfolder per run.")
+@click.option("--list", "list_only", is_flag=True,
+              help="List the runs and whether each is complete; run nothing.")
+@click.option("--force", is_flag=True, help="Run complete runs again, from scratch.")
+def bench(suite_file: str, out: str, list_only: bool, force: bool) -> None:
+    """Run a benchmark suite (TOML: tasks x models x datasets); skips complete runs."""
+    from pathlib import Path
+
+    from nlpsuite.bench import load_suite, plan, run_suite, summary
+
+    suite = load_suite(suite_file)
+    if list_only:
+        for run, complete in plan(suite, Path(out)):
+            click.echo(f"{'complete' if complete else 'to run'}\t{run.describe()}\t{run.folder}")
+        return
+
+    def report(number: int, total: int, outcome: Any) -> None:
+        shown = {"skipped": "already complete", "failed": f"FAILED: {outcome.error}"}.get(
+            outcome.status, f"done in {outcome.seconds:.1f} s")
+        click.echo(f"[{number}/{total}] {outcome.run.describe()}: {shown}")
+
+    outcomes = run_suite(suite, Path(out), force=force, report=report)
+    click.echo(f"{summary(outcomes)}; results in {out}")
+    failed = sum(outcome.status == "failed" for outcome in outcomes)
+    if failed:
+        raise NlpsuiteError(f"{failed} of {len(outcomes)} runs failed (see above)")
+
+
+@cli.command()
+@click.argument("results_dir", metavar="DIR")
+@click.option("--format", "formats", default="md", show_default=True, metavar="md,html,json",
+              help="Comma-separated formats to write.")
+@click.option("--out", metavar="OUTDIR",
+              help="Write leaderboard.md/.html/.json here [default: the one format to stdout].")
+def leaderboard(results_dir: str, formats: str, out: str | None) -> None:
+    """Rank the runs under DIR (every results.json) by each task's primary metric."""
+    from pathlib import Path
+
+    from nlpsuite.report import build, parse_formats, render, write
+
+    chosen = parse_formats(formats)
+    if out is None and len(chosen) > 1:
+        raise NlpsuiteError("several formats need --out DIR")
+    board = build(Path(results_dir))
+    if out is None:
+        click.echo(render(board, chosen[0]), nl=False)
+        return
+    for path in write(board, chosen, Path(out)):
+        click.echo(f"wrote {path}")
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text.strip("/."))[-60:]
 

@@ -116,7 +116,7 @@ def evaluate(
         "examples_per_second": len(missing) / elapsed if missing and elapsed > 0 else None,
         "resumed_examples": len(examples) - len(missing),
         **_label_mapping(task, examples, references),
-        "request": _request_fields(request),
+        "request": request_fields(request),
         "command": eval_command_line(request),
     }
     write_atomic(request.out / "results.json", json.dumps(results, indent=2) + "\n")
@@ -257,6 +257,8 @@ def _model_size(model: str) -> dict[str, int | None]:
         folder = Path(resolve_model(model))
     except NlpsuiteError:
         return {"weights_bytes": None, "parameters": None}
+    if not folder.is_dir():
+        folder = _hub_snapshot(model) or folder
     safetensors = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
     files = safetensors or (sorted(folder.glob("*.bin")) if folder.is_dir() else [])
     parameters: int | None = 0 if safetensors else None
@@ -278,6 +280,22 @@ def _model_size(model: str) -> dict[str, int | None]:
     return {"weights_bytes": weights, "parameters": parameters}
 
 
+def _hub_snapshot(model: str) -> Path | None:
+    """The local Hugging Face cache folder of a hub model's weights, if they are cached."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
+        try:
+            found = try_to_load_from_cache(model, name)
+        except Exception:  # a malformed id or an unreadable cache: size unknown, not an error
+            return None
+        if isinstance(found, str):
+            return Path(found).parent
+    return None
+
+
 def _label_mapping(
     task: Task, examples: Sequence[Example], references: Sequence[Any]
 ) -> dict[str, Any]:
@@ -288,7 +306,8 @@ def _label_mapping(
     return {"label_mapping": dict(sorted(pairs))}
 
 
-def _request_fields(request: EvalRequest) -> dict[str, Any]:
+def request_fields(request: EvalRequest) -> dict[str, Any]:
+    """The request as plain JSON values (what results.json records under "request")."""
     fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
     fields["out"] = str(request.out)
     fields["options"] = dict(request.options)
