@@ -40,6 +40,8 @@ def encode_truncated(
     tokenizer: Any, texts: Sequence[str], max_length: int
 ) -> tuple[list[Any], int]:
     """Tokenize ``texts`` once, truncating to ``max_length``; also return how many were cut."""
+    if not texts:  # tokenizers fail on an empty list, and a runner must accept an empty batch
+        return [], 0
     encoded = tokenizer(list(texts), truncation=False, verbose=False)
     rows = [{key: encoded[key][i] for key in encoded} for i in range(len(texts))]
     long = [i for i, row in enumerate(rows) if len(row["input_ids"]) > max_length]
