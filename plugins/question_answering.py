@@ -23,16 +23,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
 from nlpsuite.batching import map_sorted, model_max_length
 from nlpsuite.datasets import Dataset, load_records
 from nlpsuite.metrics import EXACT_MATCH, SQUAD_F1
 from nlpsuite.models import load_model, load_tokenizer
+
+if TYPE_CHECKING:  # numpy loads with the model, so listing plugins stays fast
+    import numpy as np
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EVAL_SET = Path(__file__).parent / "data" / "qa-eval.jsonl"
@@ -98,6 +98,9 @@ def decode_window(
 ) -> WindowSpans:
     """The ``top_k`` best spans of one window, inside the context, at most ``max_answer_length``
     tokens long, best first; and the window's null (CLS) score."""
+    import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
+
     starts = np.asarray(start_logits, dtype=np.float64)
     ends = np.asarray(end_logits, dtype=np.float64)
     context = np.asarray(context_mask, dtype=bool)
@@ -138,6 +141,8 @@ def decode_window(
 
 
 def _log_softmax(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     masked = np.where(allowed, logits, -np.inf)
     shifted = masked - masked.max()
     return shifted - np.log(np.exp(shifted).sum())
@@ -194,6 +199,8 @@ def encode_windows(
     The stride is capped at half of the context tokens that fit beside each question: that keeps
     it below the tokenizer's hard limit, and each window moves on by at least half a window.
     """
+    import numpy as np
+
     # Models that pad on the left (XLNet) were trained with the context first.
     question_first = tokenizer.padding_side == "right"
     context_id = 1 if question_first else 0
