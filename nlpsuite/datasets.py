@@ -39,6 +39,7 @@ a :class:`Dataset` whose ``options`` carry it as task options, e.g. semantic-sea
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -221,6 +222,8 @@ def _registered(name: str, task: str | None) -> Dataset:
 
     found = registry().datasets
     if name not in found:
+        if "/" in name and not name.startswith((".", "/", "~")):
+            return _hub_dataset(name, task)
         known = ", ".join(sorted(found)) or "none registered"
         raise NlpsuiteError(
             f"no dataset file, folder or registered dataset named '{name}' "
@@ -230,6 +233,68 @@ def _registered(name: str, task: str | None) -> Dataset:
     if task is not None and dataset.task != task:
         raise NlpsuiteError(f"dataset '{name}' is for task '{dataset.task}', not '{task}'")
     return dataset
+
+
+# Hub column names that mean one of our input fields.
+_HUB_ALIASES = {"sentence": "text", "document": "text", "article": "text", "sentence1": "text",
+                "sentence2": "text_pair"}
+
+
+def _hub_dataset(spec: str, task: str | None) -> Dataset:
+    """``OWNER/NAME[:CONFIG][@SPLIT]`` from the Hugging Face Hub, through the ``datasets`` library.
+
+    Columns named like the task's input fields (or a common alias: ``sentence``, ``document``)
+    become the input; ``label`` (as text, so integer labels map by id), SQuAD-style ``answers``,
+    ``summary``/``highlights`` or ``reference`` become the reference.
+    """
+    import os
+
+    from nlpsuite.models import hub_reachable
+
+    if task is None:
+        raise NlpsuiteError(f"hub dataset '{spec}': name the task it is for")
+    try:
+        import datasets as hub_datasets
+    except ImportError:
+        raise NlpsuiteError(
+            f"dataset '{spec}' is not a file or a registered name; to load it from the Hugging "
+            f"Face Hub, pip install datasets"
+        ) from None
+    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE") or not (
+        hub_reachable()
+    ):
+        raise NlpsuiteError(
+            f"dataset '{spec}' is not a file or a registered name, and the Hugging Face Hub "
+            f"cannot be reached; download it elsewhere and pass the file with --dataset FILE"
+        )
+    name_config, _, split = spec.partition("@")
+    name, _, config = name_config.partition(":")
+    from nlpsuite.plugins import registry
+
+    fields = [f.name for f in dataclasses.fields(registry().task(task).input_type)]
+
+    def load() -> list[Example]:
+        try:
+            rows = hub_datasets.load_dataset(name, config or None, split=split or "validation")
+        except Exception as error:
+            raise NlpsuiteError(f"cannot load hub dataset '{spec}': {error}") from None
+        examples = []
+        for number, row in enumerate(rows):
+            renamed = {_HUB_ALIASES.get(key, key): value for key, value in row.items()}
+            inputs = {key: renamed[key] for key in fields if key in renamed}
+            examples.append(Example(str(row.get("id", number)), inputs, _hub_reference(renamed)))
+        return examples
+
+    return Dataset(spec, task, f"{spec} from the Hugging Face Hub", "see the dataset card", load)
+
+
+def _hub_reference(row: Mapping[str, Any]) -> Any:
+    if isinstance(row.get("answers"), Mapping):
+        return list(row["answers"].get("text", []))
+    for key in ("reference", "summary", "highlights"):
+        if key in row:
+            return row[key]
+    return str(row["label"]) if "label" in row else None
 
 
 def _from_path(path: Path, task: str | None) -> Dataset:

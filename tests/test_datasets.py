@@ -387,3 +387,12 @@ def test_sample_through_load_dataset_is_deterministic() -> None:
     assert one == two and len(one) == 50
     with pytest.raises(NlpsuiteError, match="not both"):
         load_dataset(str(folder / "dev.tsv"), "sentiment", limit=5, sample=5)
+
+
+def test_a_hub_dataset_offline_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(NlpsuiteError) as raised:
+        load_dataset("stanfordnlp/sst2", "sentiment")
+    message = str(raised.value)
+    assert "'stanfordnlp/sst2'" in message and "cannot be reached" in message
+    assert "\n" not in message
