@@ -81,8 +81,12 @@ def evaluate(
     runner = load_runner(
         task, request.model, device=request.device, batch_size=request.batch_size, options=options
     )
-    missing = [example for example in examples if example.id not in done]
+    chunks = _chunks(examples, max(request.checkpoint_every, request.batch_size))
+    # A chunk only partly cached is predicted again whole: batches then hold the same examples
+    # as in an uninterrupted run, so padding, and with it every float, comes out the same.
+    missing = [chunk for chunk in chunks if any(example.id not in done for example in chunk)]
     elapsed = _predict(task, runner, missing, request, done, progress, len(examples))
+    predicted = sum(len(chunk) for chunk in missing)
     ordered = [done[example.id] for example in examples]
     _write_predictions(request.out, ordered)
 
@@ -113,8 +117,8 @@ def evaluate(
         "device": request.device,
         "versions": _versions(),
         "started": started.isoformat(), "finished": datetime.now(UTC).isoformat(),
-        "examples_per_second": len(missing) / elapsed if missing and elapsed > 0 else None,
-        "resumed_examples": len(examples) - len(missing),
+        "examples_per_second": predicted / elapsed if predicted and elapsed > 0 else None,
+        "resumed_examples": len(examples) - predicted,
         **_label_mapping(task, examples, references),
         "request": request_fields(request),
         "command": eval_command_line(request),
@@ -131,24 +135,28 @@ def _metrics(task: Task, names: Sequence[str] | None) -> tuple[Metric, ...]:
     return tuple(find_metric(name) for name in names)
 
 
+def _chunks(examples: list[Example], size: int) -> list[list[Example]]:
+    return [examples[begin : begin + size] for begin in range(0, len(examples), size)]
+
+
 def _predict(
-    task: Task, runner: Callable[[Sequence[Any]], list[Any]], missing: list[Example],
+    task: Task, runner: Callable[[Sequence[Any]], list[Any]], chunks: list[list[Example]],
     request: EvalRequest, done: dict[str, dict[str, Any]],
     progress: Callable[[int, int], None] | None, total: int,
 ) -> float:
-    """Predict ``missing`` a batch at a time, appending each batch to the partial file."""
+    """Predict ``chunks`` one at a time, appending each finished chunk to the partial file."""
     start = time.perf_counter()
     with (request.out / PARTIAL).open("a", encoding="utf-8") as partial:
-        step = max(request.checkpoint_every, request.batch_size)
-        for begin in range(0, len(missing), step):
-            batch = missing[begin : begin + step]
-            inputs = [task.make_input(example.input, f"example {example.id}") for example in batch]
-            for example, output in zip(batch, runner(inputs), strict=True):
+        for chunk in chunks:
+            inputs = [task.make_input(example.input, f"example {example.id}") for example in chunk]
+            rows = []
+            for example, output in zip(chunk, runner(inputs), strict=True):
                 # "scored" is what the metrics read, so a resumed run needs no output records.
                 row = {"id": example.id, "prediction": dataclasses.asdict(output),
                        "scored": task.prediction(output), "reference": example.reference}
                 done[example.id] = row
-                partial.write(json.dumps(row, ensure_ascii=False) + "\n")
+                rows.append(json.dumps(row, ensure_ascii=False) + "\n")
+            partial.write("".join(rows))
             partial.flush()
             if progress is not None:
                 progress(len(done), total)
