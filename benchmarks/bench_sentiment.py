@@ -137,9 +137,7 @@ def make(contender: str, folder: Path, batch_size: int) -> Callable[[list[str]],
 # --- measuring ----------------------------------------------------------------------------
 
 
-def best_seconds(
-    actions: list[Callable[[], Any]], repeats: int
-) -> tuple[list[float], list[Any]]:
+def best_seconds(actions: list[Callable[[], Any]], repeats: int) -> tuple[list[float], list[Any]]:
     """Each action's fastest of ``repeats`` runs, taking turns after one untimed warm-up each,
     so that a burst of other work on a shared machine cannot land on one contender only."""
     results = [action() for action in actions]
@@ -153,6 +151,14 @@ def best_seconds(
 
 
 def max_rss_mib() -> float:
+    """This process's peak resident memory. ``VmHWM`` rather than ``ru_maxrss``: Linux carries
+    ``ru_maxrss`` over from the parent across fork and exec, so a child of a big parent would
+    report the parent's peak."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
@@ -166,19 +172,36 @@ def memory_probe(contender: str, folder: Path, sentences: int, batch_size: int) 
     after_load = max_rss_mib()
     classify(sst2_sentences(sentences))
     peak = max_rss_mib()
-    print(json.dumps({
-        "imports_mib": round(before_load, 1),
-        "load_mib": round(after_load - before_load, 1),
-        "run_growth_mib": round(peak - after_load, 1),
-        "peak_mib": round(peak, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "imports_mib": round(before_load, 1),
+                "load_mib": round(after_load - before_load, 1),
+                "run_growth_mib": round(peak - after_load, 1),
+                "growth_mib": round(peak - before_load, 1),
+                "peak_mib": round(peak, 1),
+            }
+        )
+    )
 
 
 def measure_memory(contender: str, folder: Path, sentences: int, batch_size: int) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__, "--memory-probe", contender, "--model-dir", str(folder),
-         "--sentences", str(sentences), "--batch-size", str(batch_size)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--memory-probe",
+            contender,
+            "--model-dir",
+            str(folder),
+            "--sentences",
+            str(sentences),
+            "--batch-size",
+            str(batch_size),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -220,7 +243,8 @@ def bench_model(
             "x_pipeline": round(seconds[1] / spent, 2),
             "agreement_with_nlpsuite_float32": round(
                 sum(a == b for a, b in zip(by_name[contender], float_labels, strict=True))
-                / len(texts), 4
+                / len(texts),
+                4,
             ),
         }
         if memory:
@@ -229,9 +253,7 @@ def bench_model(
     return {
         "model": name,
         "sentences": len(texts),
-        "tokens_min_mean_max": [
-            min(lengths), round(sum(lengths) / len(lengths), 1), max(lengths)
-        ],
+        "tokens_min_mean_max": [min(lengths), round(sum(lengths) / len(lengths), 1), max(lengths)],
         "forward_gflop": round(gflop, 1),
         "float32_labels_identical": identical,
         "contenders": rows,
@@ -239,20 +261,26 @@ def bench_model(
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print("\n| model | contender | ex/s | x loop | x pipeline(32) | GFLOP/s | agree vs fp32 "
-          "| load MiB | run +MiB |")
+    print(
+        "\n| model | contender | ex/s | x loop | x pipeline(32) | GFLOP/s | agree vs fp32 "
+        "| peak MiB | +MiB over imports |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
         for contender, row in result["contenders"].items():
             memory = row.get("memory", {})
-            print(f"| {result['model']} | {contender} | {row['examples_per_s']:.1f} | "
-                  f"{row['x_loop']:.2f} | {row['x_pipeline']:.2f} | {row['gflop_per_s']:.0f} | "
-                  f"{row['agreement_with_nlpsuite_float32']:.3f} | "
-                  f"{memory.get('load_mib', '-')} | {memory.get('run_growth_mib', '-')} |")
+            print(
+                f"| {result['model']} | {contender} | {row['examples_per_s']:.1f} | "
+                f"{row['x_loop']:.2f} | {row['x_pipeline']:.2f} | {row['gflop_per_s']:.0f} | "
+                f"{row['agreement_with_nlpsuite_float32']:.3f} | "
+                f"{memory.get('peak_mib', '-')} | {memory.get('growth_mib', '-')} |"
+            )
     for result in results:
-        print(f"\n{result['model']}: {result['sentences']} sentences, tokens min/mean/max "
-              f"{result['tokens_min_mean_max']}; float32 labels identical across loop, "
-              f"pipeline and nlpsuite: {result['float32_labels_identical']}")
+        print(
+            f"\n{result['model']}: {result['sentences']} sentences, tokens min/mean/max "
+            f"{result['tokens_min_mean_max']}; float32 labels identical across loop, "
+            f"pipeline and nlpsuite: {result['float32_labels_identical']}"
+        )
 
 
 def main() -> None:
@@ -261,11 +289,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs (best is kept)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--only", choices=["tiny", "base"], default=None)
-    parser.add_argument("--vocab", choices=["tiny", "sst2"], default="tiny",
-                        help="bert-base vocabulary: the tiny test one, or with the SST-2 words")
+    parser.add_argument(
+        "--vocab",
+        choices=["tiny", "sst2"],
+        default="tiny",
+        help="bert-base vocabulary: the tiny test one, or with the SST-2 words",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's own choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own choice)"
+    )
     parser.add_argument("--quick", action="store_true", help="100 sentences, 1 repeat")
     parser.add_argument("--memory-probe", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
@@ -297,7 +330,7 @@ def main() -> None:
             ),
         }
         for name, build in models.items():
-            if args.only and not name.startswith(args.only[:4]):
+            if args.only and (args.only == "tiny") != name.startswith("tiny"):
                 continue
             result = bench_model(
                 name, build(), texts, args.batch_size, args.repeats, not args.no_memory
@@ -308,13 +341,20 @@ def main() -> None:
     report = {
         "benchmark": "sentiment",
         "machine": {
-            "platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
             "load_average_1_5_15_min": list(os.getloadavg()),
         },
-        "settings": {"sentences": len(texts), "repeats": args.repeats,
-                     "batch_size": args.batch_size, "vocab": args.vocab},
+        "settings": {
+            "sentences": len(texts),
+            "repeats": args.repeats,
+            "batch_size": args.batch_size,
+            "vocab": args.vocab,
+        },
         "results": results,
     }
     OUT.mkdir(parents=True, exist_ok=True)

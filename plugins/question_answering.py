@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
-from nlpsuite.batching import map_sorted, model_max_length
+from nlpsuite.batching import map_sorted, model_max_length, pad_batch
 from nlpsuite.datasets import Dataset, load_records
 from nlpsuite.metrics import EXACT_MATCH, SQUAD_F1
 from nlpsuite.models import load_model, load_tokenizer
@@ -284,9 +284,10 @@ def load(config: RunConfig) -> Callable[[Sequence[QAInput]], list[QAOutput]]:
     )
     settings = _settings(config.options, model_max_length(tokenizer, model.config))
     pads_right = tokenizer.padding_side == "right"
+    feature_names = [name for name in MODEL_INPUTS if name in tokenizer.model_input_names]
 
     def predict(windows: list[Window]) -> list[WindowSpans]:
-        batch = tokenizer.pad([window.features for window in windows], return_tensors="pt")
+        batch = pad_batch(tokenizer, [window.features for window in windows], feature_names)
         with torch.inference_mode():
             output = model(**{name: tensor.to(config.device) for name, tensor in batch.items()})
         starts = output.start_logits.float().cpu().numpy()

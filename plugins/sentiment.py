@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
-from nlpsuite.batching import encode_truncated, map_sorted, model_max_length
+from nlpsuite.batching import encode_truncated, map_sorted, model_max_length, pad_batch
 from nlpsuite.datasets import Dataset, load_records
 from nlpsuite.metrics import ACCURACY, MACRO_F1, MCC
 from nlpsuite.models import load_model, load_tokenizer
@@ -58,9 +58,7 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
     ]
 
     def classify(rows: list[dict[str, Any]]) -> list[SentimentOutput]:
-        batch = tokenizer.pad(
-            [{k: row[k] for k in names if k in row} for row in rows], return_tensors="pt"
-        )
+        batch = pad_batch(tokenizer, rows, names)
         with torch.inference_mode():
             logits = model(**{k: v.to(config.device) for k, v in batch.items()}).logits
         probabilities = logits.float().softmax(-1).cpu()

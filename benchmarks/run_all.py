@@ -1,0 +1,254 @@
+"""Run every benchmark in benchmarks/ one after the other and write benchmarks/RESULTS.md.
+
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only sentiment,qa]
+
+Each script writes its JSON to benchmarks/out/; RESULTS.md gathers the headline ratios of all of
+them in one table (with the date, the machine, torch and transformers versions), followed by
+each script's own printed table. ``--quick`` runs every script on fewer inputs and repeats (a
+few minutes on 2 cores instead of about half an hour). A benchmark that fails is reported in
+RESULTS.md and the others still run; timings never fail anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "benchmarks"
+OUT = HERE / "out"
+
+# name: (script, its JSON, full-run arguments, quick-run arguments)
+BENCHMARKS: dict[str, tuple[str, str, list[str], list[str]]] = {
+    "startup": ("bench_startup.py", "startup.json", [], ["--repeat", "5"]),
+    "search": (
+        "bench_search.py",
+        "bench_search.json",
+        [],
+        ["--sentences", "300", "--repeats", "2", "--query-repeats", "20"],
+    ),
+    "generation": (
+        "bench_generation.py",
+        "bench_generation.json",
+        [],
+        ["--inputs", "32", "--repeats", "1"],
+    ),
+    "sentiment": ("bench_sentiment.py", "bench_sentiment.json", [], ["--quick"]),
+    "qa": ("bench_qa.py", "bench_qa.json", [], ["--quick"]),
+    "run": ("bench_run.py", "bench_run.json", [], ["--quick"]),
+}
+
+Row = tuple[str, str, str, str]  # benchmark, what, figure, ratio against the baseline
+
+
+def startup_rows(data: dict[str, Any]) -> list[Row]:
+    seconds = data["seconds"]
+    bare = seconds["python -c pass (baseline)"]
+    return [
+        ("startup", f"`{name}` (median s)", f"{value:.3f} s", f"{value / bare:.1f}x bare python")
+        for name, value in seconds.items()
+        if name.startswith("nlpsuite")
+    ]
+
+
+def search_rows(data: dict[str, Any]) -> list[Row]:
+    embedding = data["embedding"]
+    rows = [
+        (
+            "search",
+            f"embed {embedding['sentences']} STS-B sentences vs SentenceTransformer",
+            f"{embedding['ours_sentences_per_s']:.0f} sent/s",
+            f"{embedding['ratio_ours_over_sentence_transformers']:.2f}x",
+        )
+    ]
+    for latency in data["query_latency"]:
+        rows.append(
+            (
+                "search",
+                f"top-10 query over {latency['documents']:,} vectors",
+                f"{latency['single_query_median_ms']:.2f} ms",
+                "-",
+            )
+        )
+    return rows
+
+
+def generation_rows(data: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            "generation",
+            f"{r['model']}, {r['workload']}: sorted vs plain generate()",
+            f"{r['nlpsuite_tokens_per_s']:.0f} tok/s",
+            f"{r['ratio']:.2f}x",
+        )
+        for r in data["results"]
+    ]
+
+
+def sentiment_rows(data: dict[str, Any]) -> list[Row]:
+    rows = []
+    for result in data["results"]:
+        for name in ("nlpsuite", "nlpsuite-int8"):
+            row = result["contenders"][name]
+            agree = (
+                ""
+                if name == "nlpsuite"
+                else (f", labels agree with float32 {row['agreement_with_nlpsuite_float32']:.1%}")
+            )
+            rows.append(
+                (
+                    "sentiment",
+                    f"{result['model']}, {name}, {result['sentences']} SST-2 sentences{agree}",
+                    f"{row['examples_per_s']:.1f} ex/s",
+                    f"{row['x_loop']:.2f}x loop, {row['x_pipeline']:.2f}x pipeline(32)",
+                )
+            )
+    return rows
+
+
+def qa_rows(data: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            "qa",
+            f"{r['model']}, {r['examples']} long SQuAD contexts vs per-example reference"
+            f" (same answers {r['agreement']:.0%})",
+            f"{r['nlpsuite_examples_per_s']:.2f} ex/s",
+            f"{r['ratio']:.2f}x",
+        )
+        for r in data["results"]
+    ]
+
+
+def run_rows(data: dict[str, Any]) -> list[Row]:
+    result = data["result"]
+    hand = result["by_hand"]
+    return [
+        (
+            "run",
+            "`nlpsuite run sentiment` (tiny) to first output",
+            f"{result['nlpsuite_run_first_output_s']:.2f} s",
+            f"{result['nlpsuite_run_first_output_s'] / hand['total_s']:.2f}x a hand script",
+        ),
+        (
+            "run",
+            "of which: CLI overhead beyond imports + model load "
+            f"({hand['imports_s'] + hand['model_load_s']:.2f} s)",
+            f"{result['cli_overhead_s']:.2f} s",
+            "target < 1.5 s",
+        ),
+    ]
+
+
+SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "startup": startup_rows,
+    "search": search_rows,
+    "generation": generation_rows,
+    "sentiment": sentiment_rows,
+    "qa": qa_rows,
+    "run": run_rows,
+}
+
+
+def machine() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer inputs and repeats")
+    parser.add_argument(
+        "--only", default=None, help=f"comma-separated subset of {', '.join(BENCHMARKS)}"
+    )
+    args = parser.parse_args()
+    chosen = args.only.split(",") if args.only else list(BENCHMARKS)
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r} (known: {', '.join(BENCHMARKS)})")
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    printed: dict[str, str] = {}
+    rows: list[Row] = []
+    spent: dict[str, float] = {}
+    load_before = os.getloadavg()
+    for name in chosen:
+        script, output, full, quick = BENCHMARKS[name]
+        command = [sys.executable, str(HERE / script), *(quick if args.quick else full)]
+        print(f"== {name}: {' '.join(command[1:])}", flush=True)
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+        spent[name] = time.perf_counter() - started
+        print(done.stdout, flush=True)
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+            printed[name] = f"FAILED (exit {done.returncode}): {tail}"
+            rows.append((name, "failed", tail, "-"))
+            print(f"{name} failed: {tail}", file=sys.stderr)
+            continue
+        kept = [
+            line
+            for line in done.stdout.splitlines()
+            if not line.startswith(("{", "wrote ", "Writing model shards"))
+        ]
+        # Blank lines stay: a table runs on into the next line of text without one.
+        printed[name] = "\n".join(kept).strip()
+        rows += SUMMARIES[name](json.loads((OUT / output).read_text(encoding="utf-8")))
+
+    info = machine()
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `benchmarks/run_all.py`"
+        + (" --quick" if args.quick else "")
+        + "; regenerate with the same command. Every ratio is measured in the same run against "
+        "its baseline; absolute figures depend on the machine and on what else ran on it.",
+        "",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {info['cpu']}, {info['cores']} cores (torch threads {info['torch_threads']}),"
+        f" {info['platform']}",
+        f"- python {info['python']}, torch {info['torch']}, transformers {info['transformers']}",
+        f"- mode: {'quick' if args.quick else 'full'}; load average before "
+        f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}",
+        "",
+        "| benchmark | what | nlpsuite | ratio |",
+        "|---|---|---:|---|",
+        *(f"| {b} | {what} | {figure} | {ratio} |" for b, what, figure, ratio in rows),
+        "",
+    ]
+    for name in chosen:
+        body = printed[name]
+        if not any(line.startswith("|") for line in body.splitlines()):
+            body = f"```\n{body}\n```"
+        lines += [f"## {name} ({BENCHMARKS[name][0]}, {spent[name]:.0f} s)", "", body, ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {(HERE / 'RESULTS.md').relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
