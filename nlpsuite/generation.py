@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nlpsuite.batching import map_sorted, model_max_length
+from nlpsuite.decoding import greedy, settings, unsupported
 from nlpsuite.errors import NlpsuiteError
 
 if TYPE_CHECKING:
@@ -201,6 +202,9 @@ class Seq2Seq:
         self.tokenizer = tokenizer
         self.device = device
         self.prefix = prefix
+        # Greedy search runs in nlpsuite.decoding, which picks the tokens generate() would; off
+        # only to compare the two.
+        self.fast_greedy = True
         self.window = model_max_length(tokenizer, model.config)
         self.max_new_tokens = _decoder_room(model.config)
         generation = model.generation_config
@@ -273,8 +277,14 @@ class Seq2Seq:
     def _generate_batch(self, items: list[tuple[list[int], int]],
                         options: Mapping[str, Any]) -> list[Generation]:
         import torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
 
+        if hasattr(self.model, "generate_tokens"):  # an engine's own decoder (nlpsuite.backends)
+            rows, limits = [ids for ids, _ in items], [limit for _, limit in items]
+            return [
+                Generation(self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+                           tuple(tokens))
+                for tokens in self.model.generate_tokens(rows, limits, options)
+            ]
         width = max(len(ids) for ids, _ in items)
         # Right padding for the encoder: positions of real tokens stay those of the input alone,
         # and the attention mask hides the padding from every layer.
@@ -286,6 +296,24 @@ class Seq2Seq:
             [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in items], device=self.device
         )
         limits = [limit for _, limit in items]
+        config = settings(self.model, options)
+        if self.fast_greedy and unsupported(config, options) is None:
+            new_tokens = greedy(self.model, input_ids, attention_mask, limits, config,
+                                self.eos_token_ids)
+        else:
+            new_tokens = self._generate_tokens(input_ids, attention_mask, limits, options)
+        return [
+            Generation(self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+                       tuple(tokens))
+            for tokens in new_tokens
+        ]
+
+    def _generate_tokens(self, input_ids: Any, attention_mask: Any, limits: list[int],
+                         options: Mapping[str, Any]) -> list[list[int]]:
+        """New tokens of each row through ``model.generate``, cut at the row's end token."""
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
         criteria, processors = StoppingCriteriaList(), LogitsProcessorList()
         if len(set(limits)) > 1:
             # generate() knows one max_new_tokens per batch; these give each row its own.
@@ -300,15 +328,14 @@ class Seq2Seq:
                 do_sample=False, stopping_criteria=criteria, logits_processor=processors,
                 **options,
             )
-        results = []
+        new_tokens = []
         for row, limit in zip(sequences.tolist(), limits, strict=True):
             tokens = row[1:limit + 1]  # drop the decoder start token
             ends = [i for i, token in enumerate(tokens) if token in self.eos_token_ids]
             if ends:  # generate() pads a finished row up to the batch's longest
                 tokens = tokens[:ends[0] + 1]
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            results.append(Generation(text.strip(), tuple(tokens)))
-        return results
+            new_tokens.append(tokens)
+        return new_tokens
 
 
 class _RowLimits:
@@ -370,7 +397,7 @@ def load_seq2seq(config: RunConfig, prefix: Callable[[Any, Any], str] | str = ""
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     model = load_model(
         "AutoModelForSeq2SeqLM", config.model, device=config.device,
-        trust_remote_code=config.trust_remote_code,
+        trust_remote_code=config.trust_remote_code, backend=config.backend,
     )
     text = prefix(model.config, tokenizer) if callable(prefix) else prefix
     return Seq2Seq(model, tokenizer, device=config.device, prefix=text)

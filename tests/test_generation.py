@@ -196,6 +196,45 @@ def test_max_new_tokens_bounds_every_row(architecture: str, request: pytest.Fixt
         assert len(generation.token_ids) <= seq2seq.count([text])[0] // 4 + 1
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("options", [
+    {},
+    {"min_length": 6},
+    {"suppress_tokens": [5, 6, 7], "forced_eos_token_id": None},
+    {"min_new_tokens": 3, "forced_bos_token_id": 9},
+])
+def test_fast_greedy_picks_the_tokens_generate_picks(
+    architecture: str, options: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
+    from nlpsuite.decoding import settings, unsupported
+
+    seq2seq = load(request.getfixturevalue(architecture))
+    given = {"num_beams": 1, **options}
+    assert unsupported(settings(seq2seq.model, given), given) is None  # the fast path is tested
+    texts = sentences(20, seed=4)
+    limits = [2 + i % 11 for i in range(len(texts))]
+    fast = seq2seq.generate(texts, max_new_tokens=limits, batch_size=8, num_beams=1, **options)
+    seq2seq.fast_greedy = False
+    reference = seq2seq.generate(texts, max_new_tokens=limits, batch_size=8, num_beams=1,
+                                 **options)
+    assert fast == reference
+    assert len({g.token_ids for g in fast}) > len(texts) // 3
+
+
+def test_fast_greedy_leaves_what_it_does_not_handle_to_generate(tiny_marian: Path) -> None:
+    from nlpsuite.decoding import settings, unsupported
+
+    model = load(tiny_marian).model
+    assert unsupported(settings(model, {"num_beams": 1}), {"num_beams": 1}) is None
+    for options, reason in [
+        ({"num_beams": 2}, "beam search"),
+        ({"num_beams": 1, "no_repeat_ngram_size": 3}, "no_repeat_ngram_size"),
+        ({"num_beams": 1, "repetition_penalty": 1.2}, "repetition_penalty"),
+        ({"num_beams": 1, "bad_words_ids": [[4, 5]]}, "multi-token bad_words_ids"),
+    ]:
+        assert unsupported(settings(model, options), options) == reason
+
+
 def test_row_limits_hold_under_beam_search(tiny_marian: Path) -> None:
     seq2seq = load(tiny_marian)
     texts = sentences(6, seed=3)
