@@ -47,10 +47,13 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.records import read_json
+
+if TYPE_CHECKING:
+    from nlpsuite.metrics import Metric
 
 SENTIMENT = "sentiment"
 QUESTION_ANSWERING = "question-answering"
@@ -80,7 +83,8 @@ class Dataset:
     ``files`` are the files ``load`` reads, in a fixed order: :func:`dataset_fingerprint` hashes
     them (without them it hashes the loaded examples). ``options`` are task options the dataset
     needs to be evaluated at all, e.g. ``{"corpus": ".../corpus.jsonl"}`` for semantic search;
-    the harness merges them under the user's own options.
+    the harness merges them under the user's own options. ``metrics`` replace the task's metrics
+    of the same name for this dataset: a SQuAD v2.0 file is scored by the official v2.0 rules.
     """
 
     name: str
@@ -90,6 +94,7 @@ class Dataset:
     load: Callable[[], Sequence[Example]]
     files: tuple[str | Path, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    metrics: tuple[Metric, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -309,7 +314,12 @@ def _from_path(path: Path, task: str | None) -> Dataset:
     if suffix == ".tsv" and path.parent.name == "qrels" and _is_beir(path.parent.parent):
         return _beir_dataset(path.parent.parent, path.stem, task)
     if suffix == ".json":
-        return _file_dataset(path, "SQuAD JSON", (QUESTION_ANSWERING,), task, load_squad)
+        dataset = _file_dataset(path, "SQuAD JSON", (QUESTION_ANSWERING,), task, load_squad)
+        if squad_version(path) == "v2.0":
+            from nlpsuite.metrics import SQUAD_V2_METRICS
+
+            dataset = dataclasses.replace(dataset, metrics=SQUAD_V2_METRICS)
+        return dataset
     if suffix == ".tsv":
         first = _first_line(path).split("\t")
         if "label" in first:
@@ -552,6 +562,21 @@ def load_poem_sentiment(path: str | Path, *, binary: bool = False) -> list[Examp
 
 
 # Question answering: SQuAD.
+
+
+def squad_version(path: Path) -> str:
+    """``"v2.0"`` when any question carries ``is_impossible`` (SQuAD 2.0), else ``"v1.1"``."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return "v1.1"  # load_squad reports what is wrong with the file, with its location
+    articles = document.get("data", []) if isinstance(document, dict) else []
+    for article in articles if isinstance(articles, list) else []:
+        for paragraph in article.get("paragraphs", []) if isinstance(article, dict) else []:
+            for qa in paragraph.get("qas", []) if isinstance(paragraph, dict) else []:
+                if isinstance(qa, dict) and "is_impossible" in qa:
+                    return "v2.0"
+    return "v1.1"
 
 
 def load_squad(path: str | Path) -> list[Example]:

@@ -68,6 +68,9 @@ def evaluate(
     # Resolved before any prediction, so a bad metric name fails fast.
     chosen = _metrics(task, request.metrics)
     dataset = resolve_dataset(request.dataset, task.name)
+    # A dataset may score a metric by its own rules (a SQuAD v2.0 file: the official v2.0 ones).
+    own_rules = {metric.name: metric for metric in dataset.metrics}
+    chosen = tuple(own_rules.get(metric.name, metric) for metric in chosen)
     examples = select(
         dataset.load(), limit=request.limit, sample=request.sample, seed=request.seed
     )
@@ -100,7 +103,7 @@ def evaluate(
         score = bootstrap(metric, predictions, references, request.bootstrap, request.seed)
         metrics[metric.name] = {
             "value": score.value, "ci95": [score.low, score.high],
-            "higher_is_better": metric.higher_is_better,
+            "higher_is_better": metric.higher_is_better, "description": metric.description,
             **({"signature": metric.signature(references)} if metric.signature else {}),
         }
     results = {

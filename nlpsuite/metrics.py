@@ -285,6 +285,25 @@ SQUAD_F1 = Metric(
     from_statistics=_mean_of_rows(100.0),
 )
 
+# What a SQuAD v2.0 file is scored with in place of the two above (see Dataset.metrics).
+SQUAD_V2_METRICS = (
+    Metric(
+        "exact_match",
+        True,
+        _squad_mean(squad_v2_exact),
+        "SQuAD v2.0 exact match, 0-100",
+        statistics=_value_rows(squad_v2_exact),
+        from_statistics=_mean_of_rows(100.0),
+    ),
+    Metric(
+        "f1",
+        True,
+        _squad_mean(squad_v2_f1),
+        "SQuAD v2.0 token F1, 0-100",
+        statistics=_value_rows(squad_v2_f1),
+        from_statistics=_mean_of_rows(100.0),
+    ),
+)
 
 # Generation: sacrebleu's corpus BLEU and chrF, rouge-score's ROUGE F-measure.
 

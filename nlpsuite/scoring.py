@@ -18,7 +18,6 @@ The file formats are the field's usual ones, per task:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,26 +189,11 @@ def read_squad_predictions(path: Path) -> dict[str, str]:
     return found
 
 
-def squad_version(path: Path) -> str:
-    """``"v2.0"`` when any question carries ``is_impossible`` (SQuAD 2.0), else ``"v1.1"``."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        return "v1.1"  # load_squad reports what is wrong with the file, with its location
-    articles = document.get("data", []) if isinstance(document, dict) else []
-    for article in articles if isinstance(articles, list) else []:
-        for paragraph in article.get("paragraphs", []) if isinstance(article, dict) else []:
-            for qa in paragraph.get("qas", []) if isinstance(paragraph, dict) else []:
-                if isinstance(qa, dict) and "is_impossible" in qa:
-                    return "v2.0"
-    return "v1.1"
-
-
 def score_squad(
     predictions: Path, dataset: Path, chosen: Sequence[Metric] | None = None
 ) -> ScoreReport:
     """Official SQuAD v1.1 or v2.0 scores of a prediction file against a SQuAD dataset file."""
-    from nlpsuite.datasets import load_squad
+    from nlpsuite.datasets import load_squad, squad_version
 
     if not dataset.is_file():
         raise NlpsuiteError(f"references file not found: {dataset}")

@@ -224,3 +224,43 @@ def test_every_task_evaluates_on_its_embedded_set(
         assert low <= score["value"] <= high
     rows = (tmp_path / "predictions.jsonl").read_text().splitlines()
     assert len(rows) == results["dataset"]["examples"] > 0
+
+
+def test_squad_v2_file_is_scored_by_the_official_v2_rules(tiny_qa: Path, tmp_path: Path) -> None:
+    from nlpsuite.datasets import resolve_dataset
+    from nlpsuite.metrics import EXACT_MATCH
+    from nlpsuite.scoring import score_squad
+
+    def qa(n: int, question: str, answers: list[str], context: str) -> dict[str, object]:
+        found = [{"text": a, "answer_start": context.index(a)} for a in answers]
+        return {"id": f"q{n}", "question": question, "answers": found,
+                "is_impossible": not answers}
+
+    cat, king, rome = "the cat sat on the mat in paris", "a king built the tower", "rome is old"
+    paragraphs = [
+        {"context": cat, "qas": [qa(1, "who sat", ["the cat", "cat"], cat),
+                                 qa(2, "where", ["the", "paris"], cat)]},  # "the" normalises to ""
+        {"context": king, "qas": [qa(3, "who built it", ["a king"], king),
+                                  qa(4, "when", [], king)]},
+        {"context": rome, "qas": [qa(5, "what is old", ["rome"], rome), qa(6, "why", [], rome)]},
+    ]
+    small = tmp_path / "squad-v2-small.json"
+    small.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t",
+                                                              "paragraphs": paragraphs}]}))
+    metrics = resolve_dataset(str(small)).metrics
+    assert [m.description for m in metrics] == [
+        "SQuAD v2.0 exact match, 0-100", "SQuAD v2.0 token F1, 0-100"
+    ]
+    # v2.0 drops gold answers that normalise to nothing; v1.1 keeps them.
+    assert EXACT_MATCH.compute([""], [["the", "cat"]]) == 100.0
+    assert metrics[0].compute([""], [["the", "cat"]]) == 0.0
+
+    results = evaluate(EvalRequest("question-answering", str(small), tmp_path / "run",
+                                   model=str(tiny_qa), bootstrap=0))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").open()]
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({row["id"]: row["scored"] or "" for row in rows}))
+    official = {m.name: m.value for m in score_squad(answers, small).metrics}
+    assert results["metrics"]["exact_match"]["description"] == "SQuAD v2.0 exact match, 0-100"
+    assert results["metrics"]["exact_match"]["value"] == pytest.approx(official["exact"])
+    assert results["metrics"]["f1"]["value"] == pytest.approx(official["f1"])
