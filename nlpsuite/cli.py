@@ -89,14 +89,39 @@ def plugins(as_json: bool) -> None:
             click.echo(json.dumps(dataclasses.asdict(info) | {"ok": info.ok}))
             continue
         status = "ok" if info.ok else f"broken: {info.error}"
-        provides = ", ".join(info.tasks) or "-"
-        click.echo(f"{info.name}\t{info.package} {info.version}\ttasks: {provides}\t{status}")
+        provides = f"tasks: {', '.join(info.tasks) or '-'}"
+        if info.backends:
+            provides = f"backends: {', '.join(info.backends)}"
+        click.echo(f"{info.name}\t{info.package} {info.version}\t{provides}\t{status}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per backend.")
+def backends(as_json: bool) -> None:
+    """List inference engines for --backend, and whether each is installed."""
+    from nlpsuite.backends import list_backends
+
+    for backend in list_backends():
+        installed = backend.installed
+        if as_json:
+            click.echo(json.dumps({
+                "name": backend.name, "description": backend.description,
+                "installed": installed, "install": None if installed else backend.install_hint(),
+                "auto_classes": list(backend.auto_classes) if backend.auto_classes else None,
+                "devices": list(backend.devices),
+                "options": [{"name": o.name, "type": o.type.__name__, "default": o.default,
+                             "help": o.help} for o in backend.options],
+            }))
+            continue
+        status = "installed" if installed else f"not installed: {backend.install_hint()}"
+        options = ", ".join(f"{o.name}={o.default}" for o in backend.options) or "-"
+        click.echo(f"{backend.name}\t{status}\t{backend.description}\n    options: {options}")
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per task.")
 def tasks(as_json: bool) -> None:
-    """List tasks with their default model and metrics."""
+    """List tasks with their default model, metrics, and whether `nlpsuite train` takes them."""
     for task in list_tasks():
         metrics = [
             {"name": metric.name, "higher_is_better": metric.higher_is_better}
@@ -115,6 +140,7 @@ def tasks(as_json: bool) -> None:
                         "default_model": task.default_model,
                         "metrics": metrics,
                         "options": options,
+                        "trainable": task.train is not None,
                     }
                 )
             )
@@ -123,6 +149,7 @@ def tasks(as_json: bool) -> None:
         click.echo(
             f"{task.name}\t{task.description}\n    model: {task.default_model}"
             f"\n    metrics: {shown or '-'}"
+            f"\n    trainable: {'yes' if task.train is not None else 'no'}"
         )
 
 
@@ -144,22 +171,28 @@ def tasks(as_json: bool) -> None:
 @click.option("--label-map", metavar="D=M,...",
               help="Dataset label to model label, e.g. 0=NEGATIVE,1=POSITIVE.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--backend", default="torch", show_default=True, metavar="NAME[:KEY=VALUE,...]",
+              help="Inference engine, e.g. onnx or ctranslate2:compute_type=int8 "
+              "(see nlpsuite backends).")
 def eval_command(task_name: str, dataset: str, model: str | None, out: str | None, device: str,
                  batch_size: int, option: tuple[str, ...], limit: int | None,
                  sample: int | None, seed: int, bootstrap: int, label_map: str | None,
-                 quiet: bool) -> None:
+                 quiet: bool, backend: str) -> None:
     """Evaluate TASK with its metrics on a dataset; resumes an interrupted run."""
     from pathlib import Path
 
+    from nlpsuite.backends import canonical_backend
     from nlpsuite.harness import EvalRequest, evaluate
 
-    folder = Path(out) if out else Path("results") / "--".join(
-        _slug(part) for part in (task_name, model or "default", dataset))
+    backend = canonical_backend(backend)
+    parts = (task_name, model or "default", dataset) + ((backend,) if backend != "torch" else ())
+    folder = Path(out) if out else Path("results") / "--".join(_slug(part) for part in parts)
     request = EvalRequest(
         task=task_name, dataset=dataset, out=folder, model=model, device=device,
         batch_size=batch_size, options=_parse_pairs(option, "--option"), limit=limit,
         sample=sample, seed=seed, bootstrap=bootstrap,
         label_map=_parse_pairs(tuple(label_map.split(",")) if label_map else (), "--label-map"),
+        backend=backend,
     )
     show = not quiet and sys.stderr.isatty()
     results = evaluate(request, progress=_progress_bar() if show else None)
@@ -169,6 +202,161 @@ def eval_command(task_name: str, dataset: str, model: str | None, out: str | Non
         low, high = score["ci95"]
         click.echo(f"{name}\t{score['value']:.4f}\t[{low:.4f}, {high:.4f}]")
     click.echo(f"results: {folder / 'results.json'}")
+
+
+@cli.command("train")
+@click.argument("task_name", metavar="TASK")
+@click.option("--model", "-m", required=True, metavar="ID|DIR", help="Base model to fine-tune.")
+@click.option("--train", "train_data", required=True, metavar="FILE|NAME",
+              help="Training data: any dataset `nlpsuite eval` reads (GLUE TSV, JSONL, CSV, "
+              "SQuAD JSON, a registered name).")
+@click.option("--validation", metavar="FILE|NAME",
+              help="Scored with the task's metrics after each epoch.")
+@click.option("--out", required=True, metavar="DIR", help="Where the checkpoint is saved.")
+@click.option("--epochs", default=3, show_default=True, type=int)
+@click.option("--lr", default=5e-5, show_default=True, type=float, help="Peak learning rate.")
+@click.option("--batch-size", "-b", default=16, show_default=True, type=int)
+@click.option("--max-length", type=int,
+              help="Tokens per input [default: sentiment 128, question-answering 384].")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--warmup", default=0.1, show_default=True, type=float,
+              help="Fraction of the steps with a rising learning rate.")
+@click.option("--weight-decay", default=0.01, show_default=True, type=float)
+@click.option("--limit", type=int, help="Only the first N training examples.")
+@click.option("--option", "-O", multiple=True, metavar="KEY=VALUE",
+              help="Task option, e.g. doc_stride=128.")
+@click.option("--checkpoint-every", default=200, show_default=True, type=int,
+              help="Save a resumable checkpoint every N steps (and at each epoch's end).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--device", default="cpu", show_default=True,
+              type=click.Choice(["cpu", "cuda", "auto"]))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train_command(task_name: str, model: str, train_data: str, validation: str | None, out: str,
+                  epochs: int, lr: float, batch_size: int, max_length: int | None, seed: int,
+                  warmup: float, weight_decay: float, limit: int | None, option: tuple[str, ...],
+                  checkpoint_every: int, resume: bool, device: str, quiet: bool) -> None:
+    """Fine-tune MODEL for TASK and save a Hugging Face checkpoint with its log and model card."""
+    from pathlib import Path
+
+    from nlpsuite.models import resolve_device
+    from nlpsuite.training import TrainConfig, train
+
+    config = TrainConfig(
+        task=task_name, model=model, train=train_data, out=Path(out), validation=validation,
+        epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
+        warmup=warmup, weight_decay=weight_decay, options=_parse_pairs(option, "--option"),
+        limit=limit, checkpoint_every=checkpoint_every, resume=resume,
+        device=resolve_device(device),
+    )
+    show = not quiet and sys.stderr.isatty()
+    result = train(config, progress=_training_bar if show else None)
+    if show:
+        click.echo(err=True)
+    if result.resumed_from_step:
+        click.echo(f"nlpsuite: resumed at step {result.resumed_from_step} of {result.steps}",
+                   err=True)
+    for name, value in result.metrics.items():
+        click.echo(f"{name}\t{value:.4f}")
+    click.echo(f"model: {result.out} ({result.steps} steps, {result.seconds:.1f} s)")
+
+
+def _training_bar(progress: Any) -> None:
+    minutes, seconds = divmod(int(progress.seconds_left), 60)
+    click.echo(f"\rstep {progress.step}/{progress.total_steps}  epoch {progress.epoch}/"
+               f"{progress.epochs}  loss {progress.loss:.4f}  {progress.examples_per_second:.1f} "
+               f"ex/s  {minutes}m{seconds:02d}s left   ", err=True, nl=False)
+
+
+@cli.command("distill")
+@click.argument("task_name", metavar="TASK")
+@click.option("--teacher", required=True, metavar="DIR",
+              help="The fine-tuned classifier to learn from (its tokenizer reads the data).")
+@click.option("--student", metavar="DIR",
+              help="Train this smaller checkpoint instead of cutting layers from the teacher.")
+@click.option("--student-layers", type=int,
+              help="Keep this many of the teacher's layers, evenly spaced from the first "
+              "(3 of 6: 0,2,4) [default: half].")
+@click.option("--keep-layers", metavar="I,J,...", help="Keep exactly these teacher layers.")
+@click.option("--temperature", default=2.0, show_default=True, type=float,
+              help="Softens both models' probabilities in the teacher term.")
+@click.option("--alpha", default=0.5, show_default=True, type=float,
+              help="Weight of the teacher term; 1 - alpha goes to the hard labels.")
+@click.option("--train", "train_data", required=True, metavar="FILE|NAME",
+              help="Training data with labels, as for `nlpsuite train`.")
+@click.option("--validation", metavar="FILE|NAME",
+              help="Scored after each epoch, and for the teacher/student comparison.")
+@click.option("--out", required=True, metavar="DIR", help="Where the student is saved.")
+@click.option("--epochs", default=3, show_default=True, type=int)
+@click.option("--lr", default=1e-4, show_default=True, type=float, help="Peak learning rate.")
+@click.option("--batch-size", "-b", default=32, show_default=True, type=int)
+@click.option("--max-length", type=int, help="Tokens per input [default: 128].")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--warmup", default=0.1, show_default=True, type=float)
+@click.option("--weight-decay", default=0.01, show_default=True, type=float)
+@click.option("--limit", type=int, help="Only the first N training examples.")
+@click.option("--checkpoint-every", default=200, show_default=True, type=int)
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def distill_command(task_name: str, teacher: str, student: str | None,
+                    student_layers: int | None, keep_layers: str | None, temperature: float,
+                    alpha: float, train_data: str, validation: str | None, out: str, epochs: int,
+                    lr: float, batch_size: int, max_length: int | None, seed: int, warmup: float,
+                    weight_decay: float, limit: int | None, checkpoint_every: int, resume: bool,
+                    quiet: bool) -> None:
+    """Distill TEACHER into a smaller student for TASK (sentiment); the model card compares
+    teacher and student (accuracy, examples/s, size)."""
+    from pathlib import Path
+
+    from nlpsuite.distillation import DistillConfig, distill
+    from nlpsuite.training import TrainConfig
+
+    keep = None
+    if keep_layers is not None:
+        try:
+            keep = tuple(int(part) for part in keep_layers.split(","))
+        except ValueError:
+            raise NlpsuiteError(
+                f"--keep-layers expects layer numbers like 0,2,4, got {keep_layers!r}"
+            ) from None
+    config = DistillConfig(
+        train=TrainConfig(
+            task=task_name, model=teacher, train=train_data, out=Path(out),
+            validation=validation, epochs=epochs, lr=lr, batch_size=batch_size,
+            max_length=max_length, seed=seed, warmup=warmup, weight_decay=weight_decay,
+            limit=limit, checkpoint_every=checkpoint_every, resume=resume,
+        ),
+        student=student, keep_layers=keep, student_layers=student_layers,
+        temperature=temperature, alpha=alpha,
+    )
+    show = not quiet and sys.stderr.isatty()
+    result = distill(config, progress=_training_bar if show else None)
+    if show:
+        click.echo(err=True)
+    for figures in (result.teacher, result.student):
+        shown = "  ".join(f"{name} {value:.4f}" for name, value in figures.metrics.items())
+        click.echo(f"{figures.role}\t{figures.layers} layers\t{shown}\t"
+                   f"{figures.examples_per_second:.1f} ex/s\t"
+                   f"{(figures.weights_bytes or 0) / 2**20:.1f} MiB")
+    click.echo(f"model: {result.train.out} ({result.train.steps} steps, "
+               f"{result.train.seconds:.1f} s)")
+
+
+@cli.command("quantize")
+@click.argument("model", metavar="DIR")
+@click.option("--out", required=True, metavar="DIR2", help="Where the int8 export is written.")
+@click.option("--mode", default="int8", show_default=True, type=click.Choice(["int8"]),
+              help="Dynamic int8 quantization of every linear layer.")
+def quantize_command(model: str, out: str, mode: str) -> None:
+    """Export MODEL with dynamic int8 linear layers (CPU). DIR2 loads with nlpsuite
+    (`nlpsuite run/eval --model DIR2`), not with plain transformers."""
+    from pathlib import Path
+
+    from nlpsuite.quantization import quantize_checkpoint
+
+    result = quantize_checkpoint(model, Path(out), mode=mode)
+    before = f"{result.bytes_before / 2**20:.1f} MiB" if result.bytes_before else "unknown"
+    click.echo(f"weights: {before} -> {result.bytes_after / 2**20:.1f} MiB ({result.mode})")
+    click.echo(f"model: {result.out} (loads with nlpsuite only)")
 
 
 @cli.command()
@@ -311,6 +499,7 @@ def _run_command(task: Task) -> click.Command:
         batch_size: int,
         option: tuple[str, ...],
         trust_remote_code: bool,
+        backend: str,
         **flags: Any,
     ) -> None:
         options = _parse_pairs(option, "--option")
@@ -323,6 +512,7 @@ def _run_command(task: Task) -> click.Command:
             batch_size=batch_size,
             options=options,
             trust_remote_code=trust_remote_code,
+            backend=backend,
         )
         records = _inputs(task, texts, input_path, primary, shared)
         write = _writer(task, output_path, as_json)
@@ -365,6 +555,14 @@ def _run_command(task: Task) -> click.Command:
             ["--trust-remote-code"],
             is_flag=True,
             help="Allow a checkpoint to run its own Python code.",
+        ),
+        click.Option(
+            ["--backend"],
+            default="torch",
+            show_default=True,
+            metavar="NAME[:KEY=VALUE,...]",
+            help="Inference engine, e.g. onnx or ctranslate2:compute_type=int8 "
+            "(see nlpsuite backends).",
         ),
     ]
     params += [

@@ -56,15 +56,20 @@ class EvalRequest:
     label_map: Mapping[str, str] = field(default_factory=dict)
     # Metrics by name (registered, or Hugging Face evaluate) instead of the task's own.
     metrics: tuple[str, ...] | None = None
+    # The inference engine (nlpsuite.backends), e.g. "onnx" or "ctranslate2:compute_type=int8".
+    backend: str = "torch"
 
 
 def evaluate(
     request: EvalRequest, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
     """Run ``request`` (resuming any earlier partial run in its folder) and return results.json."""
+    from nlpsuite.backends import canonical_backend
     from nlpsuite.datasets import dataset_fingerprint, resolve_dataset, select
 
     task = get_task(request.task)
+    # One spelling per engine and options, so identities, folders and leaderboards agree.
+    request = dataclasses.replace(request, backend=canonical_backend(request.backend))
     # Resolved before any prediction, so a bad metric name fails fast.
     chosen = _metrics(task, request.metrics)
     dataset = resolve_dataset(request.dataset, task.name)
@@ -82,7 +87,8 @@ def evaluate(
     started = datetime.now(UTC)
     done = _resume(request.out, _identity(request, task, options))
     runner = load_runner(
-        task, request.model, device=request.device, batch_size=request.batch_size, options=options
+        task, request.model, device=request.device, batch_size=request.batch_size, options=options,
+        backend=request.backend,
     )
     chunks = _chunks(examples, max(request.checkpoint_every, request.batch_size))
     # A chunk only partly cached is predicted again whole: batches then hold the same examples
@@ -118,7 +124,8 @@ def evaluate(
         "bootstrap_resamples": request.bootstrap,
         "batch_size": request.batch_size,
         "device": request.device,
-        "versions": _versions(),
+        "backend": request.backend,
+        "versions": _versions(request.backend),
         "started": started.isoformat(), "finished": datetime.now(UTC).isoformat(),
         "examples_per_second": predicted / elapsed if predicted and elapsed > 0 else None,
         "resumed_examples": len(examples) - predicted,
@@ -204,6 +211,8 @@ def _identity(request: EvalRequest, task: Task, options: Mapping[str, Any]) -> s
     key = {"task": task.name, "model": request.model, "dataset": request.dataset,
            "options": options, "limit": request.limit,
            "sample": request.sample, "seed": request.seed, "label_map": request.label_map}
+    if request.backend != "torch":  # so that runs made before backends existed still resume
+        key["backend"] = request.backend
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -241,11 +250,13 @@ def _weights(model: str) -> str | None:
         return None
 
 
-def _versions() -> dict[str, str]:
+def _versions(backend: str = "torch") -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version()}
-    for package in ("nlpsuite", "torch", "transformers", "tokenizers"):
+    engines = {"onnx": ("onnxruntime", "onnx"), "ctranslate2": ("ctranslate2",)}
+    for package in ("nlpsuite", "torch", "transformers", "tokenizers",
+                    *engines.get(backend.partition(":")[0], ())):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
@@ -272,6 +283,8 @@ def _model_size(model: str) -> dict[str, int | None]:
         folder = _hub_snapshot(model) or folder
     safetensors = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
     files = safetensors or (sorted(folder.glob("*.bin")) if folder.is_dir() else [])
+    if not files and folder.is_dir():  # an `nlpsuite quantize` export
+        files = sorted(folder.glob("*.int8.pt"))
     parameters: int | None = 0 if safetensors else None
     for file in safetensors:
         try:
@@ -343,6 +356,8 @@ def eval_command_line(request: EvalRequest) -> str:
         value = getattr(request, name)
         if value != getattr(defaults, name):
             words += [flag, str(value)]
+    if request.backend != defaults.backend:
+        words += ["--backend", request.backend]
     for key, value in request.options.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         words += ["--option", f"{key}={text}"]

@@ -18,6 +18,7 @@ from pluggy import HookimplMarker, HookspecMarker
 if TYPE_CHECKING:
     import click
 
+    from nlpsuite.backends import Backend
     from nlpsuite.datasets import Dataset
     from nlpsuite.metrics import Metric
     from nlpsuite.tasks import Task
@@ -43,6 +44,11 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
 @hookspec
 def register_metrics(register: Callable[[Metric], None]) -> None:
     """Register metrics that tasks and ``nlpsuite eval --metric`` can name."""
+
+
+@hookspec
+def register_backends(register: Callable[[Backend], None]) -> None:
+    """Register inference engines: call ``register(Backend(...))`` once for each."""
 
 
 @hookspec

@@ -30,6 +30,8 @@ QUANTIZE_MODES = ("int8",)
 
 _cache: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
+# Held while a backend converts and loads; re-entrant, as a conversion loads the torch model.
+_backend_lock = threading.RLock()
 
 
 def resolve_model(model: str) -> str:
@@ -72,6 +74,7 @@ def load_model(
     device: str = "cpu",
     trust_remote_code: bool = False,
     quantize: str | None = None,
+    backend: str = "torch",
     **kwargs: Any,
 ) -> Any:
     """``transformers.<auto_class>.from_pretrained(model)`` on ``device``, in eval mode, cached.
@@ -79,7 +82,13 @@ def load_model(
     ``quantize="int8"``: dynamic int8 quantization of every ``nn.Linear`` (weights stored as int8,
     activations quantized on the fly), CPU only. Faster on CPU, at a small cost in accuracy; the
     quantized model is cached apart from the float one.
+
+    ``backend``: an inference engine spec (``onnx``, ``ctranslate2:compute_type=int8``; see
+    :mod:`nlpsuite.backends`); what comes back stands in for the transformers model.
     """
+    if backend != "torch":
+        return _load_on_backend(auto_class, model, backend, device, trust_remote_code, quantize,
+                                kwargs)
     if quantize is not None:
         if quantize not in QUANTIZE_MODES:
             raise NlpsuiteError(
@@ -96,6 +105,11 @@ def load_model(
         import transformers
 
         loader = getattr(transformers, auto_class)
+        from nlpsuite.quantization import load_quantized, quantization_of
+
+        if quantization_of(source) is not None:  # an `nlpsuite quantize` export: int8 already
+            return load_quantized(loader, source, device=device,
+                                  trust_remote_code=trust_remote_code, **kwargs)
         loaded = loader.from_pretrained(
             source, trust_remote_code=trust_remote_code, local_files_only=local_only, **kwargs
         )
@@ -103,6 +117,47 @@ def load_model(
         return _quantize_int8(loaded) if quantize == "int8" else loaded
 
     return _cached(key, model, load)
+
+
+def _load_on_backend(auto_class: str, model: str, spec: str, device: str,
+                     trust_remote_code: bool, quantize: str | None,
+                     kwargs: dict[str, Any]) -> Any:
+    from nlpsuite.backends import BackendConfig, backend_label, parse_backend
+
+    chosen, options = parse_backend(spec)
+    if chosen.name == "torch":
+        return load_model(auto_class, model, device=device, trust_remote_code=trust_remote_code,
+                          quantize=quantize or options["quantize"], **kwargs)
+    if not chosen.supports(auto_class):
+        runs = ", ".join(chosen.auto_classes or ())
+        raise NlpsuiteError(
+            f"backend '{chosen.name}' does not run {auto_class} models (it runs {runs}); "
+            f"use --backend torch"
+        )
+    if device.split(":")[0] not in chosen.devices:
+        raise NlpsuiteError(
+            f"backend '{chosen.name}' runs on {', '.join(chosen.devices)}, not on '{device}'"
+        )
+    if quantize is not None:
+        # A task's own quantize option means the same thing to a backend that declares one.
+        if "quantize" not in options:
+            raise NlpsuiteError(
+                f"quantize={quantize} is a torch option; backend '{chosen.name}' takes "
+                f"{', '.join(o.name for o in chosen.options) or 'no options'}"
+            )
+        options["quantize"] = next(o for o in chosen.options if o.name == "quantize").coerce(
+            quantize
+        )
+    if kwargs:
+        raise NlpsuiteError(f"backend '{chosen.name}' takes no {', '.join(sorted(kwargs))}")
+    label = backend_label(chosen, options)
+    key = ("backend-model", label, auto_class, model, device, trust_remote_code)
+    with _backend_lock:
+        if key not in _cache:
+            _quiet_transformers()
+            config = BackendConfig(auto_class, model, device, options, trust_remote_code)
+            _cache[key] = chosen.load(config)
+        return _cache[key]
 
 
 def _quantize_int8(model: Any) -> Any:
@@ -154,7 +209,8 @@ def weights_sha256(model: str) -> str | None:
     if not folder.is_dir():
         return None
     digest = hashlib.sha256()
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    files = (sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+             or sorted(folder.glob("*.int8.pt")))  # the last: an `nlpsuite quantize` export
     for file in files:
         with file.open("rb") as handle:
             for block in iter(functools.partial(handle.read, 1 << 20), b""):

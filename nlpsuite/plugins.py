@@ -18,6 +18,7 @@ from typing import Any
 import pluggy
 
 from nlpsuite import hookspecs
+from nlpsuite.backends import TORCH, Backend
 from nlpsuite.datasets import Dataset
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric
@@ -39,6 +40,7 @@ class PluginInfo:
     datasets: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     error: str | None = None
+    backends: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -52,10 +54,11 @@ class _Registrations:
     tasks: dict[str, Task] = field(default_factory=dict)
     datasets: dict[str, Dataset] = field(default_factory=dict)
     metrics: dict[str, Metric] = field(default_factory=dict)
+    backends: dict[str, Backend] = field(default_factory=dict)
 
 
 class Registry:
-    """Tasks, datasets and metrics by name, and a report on every plugin that was tried."""
+    """Tasks, datasets, metrics and backends by name, and a report on every plugin tried."""
 
     def __init__(self) -> None:
         self.manager = pluggy.PluginManager(GROUP)
@@ -63,8 +66,9 @@ class Registry:
         self.tasks: dict[str, Task] = {}
         self.datasets: dict[str, Dataset] = {}
         self.metrics: dict[str, Metric] = {}
+        self.backends: dict[str, Backend] = {TORCH.name: TORCH}
         self.plugins: list[PluginInfo] = []
-        self._owner: dict[tuple[str, str], str] = {}
+        self._owner: dict[tuple[str, str], str] = {("backend", TORCH.name): "nlpsuite"}
 
     def load_entry_points(self, only: set[str] | None = None) -> None:
         """Load every plugin in the entry-point group; built-ins first, then by package name."""
@@ -97,6 +101,7 @@ class Registry:
             self._call(plugin, "register_tasks", register=_collector(staged.tasks, Task))
             self._call(plugin, "register_datasets", register=_collector(staged.datasets, Dataset))
             self._call(plugin, "register_metrics", register=_collector(staged.metrics, Metric))
+            self._call(plugin, "register_backends", register=_collector(staged.backends, Backend))
             for task in staged.tasks.values():
                 for metric in task.metrics:
                     staged.metrics.setdefault(metric.name, metric)
@@ -109,6 +114,7 @@ class Registry:
             ("task", staged.tasks),
             ("dataset", staged.datasets),
             ("metric", staged.metrics),
+            ("backend", staged.backends),
         ):
             getattr(self, f"{kind}s").update(items)
             self._owner.update({(kind, key): name for key in items})
@@ -119,6 +125,7 @@ class Registry:
             tuple(staged.tasks),
             tuple(staged.datasets),
             tuple(staged.metrics),
+            backends=tuple(staged.backends),
         )
         self.plugins.append(info)
         return info
@@ -144,13 +151,18 @@ class Registry:
     def metric(self, name: str) -> Metric:
         return _lookup("metric", self.metrics, name)
 
+    def backend(self, name: str) -> Backend:
+        return _lookup("backend", self.backends, name)
+
     def _call(self, plugin: Any, hook: str, **arguments: Any) -> None:
         for implementation in getattr(self.manager.hook, hook).get_hookimpls():
             if implementation.plugin is plugin:
                 implementation.function(**{a: arguments[a] for a in implementation.argnames})
 
     def _check_taken(self, staged: _Registrations) -> None:
-        for kind, items in (("task", staged.tasks), ("dataset", staged.datasets)):
+        for kind, items in (
+            ("task", staged.tasks), ("dataset", staged.datasets), ("backend", staged.backends)
+        ):
             for key in items:
                 if (kind, key) in self._owner:
                     raise NlpsuiteError(

@@ -62,6 +62,11 @@ class Run:
         return str(model.get("id") or "default")
 
     @property
+    def backend(self) -> str:
+        """The inference engine that made the predictions (results before backends: torch)."""
+        return str(self.results.get("backend") or "torch")
+
+    @property
     def metrics(self) -> Mapping[str, Any]:
         metrics: Mapping[str, Any] = self.results["metrics"]
         return metrics
@@ -319,8 +324,10 @@ def _model_names(runs: Sequence[Run]) -> dict[str, str]:
     ids: dict[str, set[str]] = {}
     for run in runs:
         ids.setdefault(short[run.name], set()).add(run.model_id)
+    # Another engine on the same weights is labelled, so its row reads beside the torch one.
     return {
-        run.name: short[run.name] if len(ids[short[run.name]]) == 1 else run.model_id
+        run.name: (short[run.name] if len(ids[short[run.name]]) == 1 else run.model_id)
+        + (f" [{run.backend}]" if run.backend != "torch" else "")
         for run in runs
     }
 
@@ -612,6 +619,8 @@ def _command_from_fields(run: Run) -> str:
     ):
         if results.get(key) is not None:
             words += [flag, str(results[key])]
+    if run.backend != "torch":
+        words += ["--backend", run.backend]
     for key, value in (results.get("options") or {}).items():
         if value is not None:
             text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -731,6 +740,7 @@ def _run_json(run: Run, model: str) -> dict[str, Any]:
         "seed": results.get("seed"),
         "options": results.get("options") or {},
         "device": results.get("device"),
+        "backend": run.backend,
         "versions": results.get("versions") or {},
         "command": run.command,
     }

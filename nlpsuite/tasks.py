@@ -3,7 +3,8 @@
 A task is a frozen :class:`Task` value: a name, the record types it reads and writes, the metrics
 that evaluate it, and a ``load`` function that turns a :class:`RunConfig` into a runner. A runner
 is a plain function from a batch of input records to a list of output records, in the same order,
-so a CLI, an evaluation harness, an HTTP server or a cluster worker can all call it.
+so a CLI, an evaluation harness, an HTTP server or a cluster worker can all call it. A task that
+can be fine-tuned also has a ``train`` function (see :mod:`nlpsuite.training`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from nlpsuite.errors import NlpsuiteError
 
 if TYPE_CHECKING:
     from nlpsuite.metrics import Metric
+    from nlpsuite.training import TrainConfig, TrainingSetup
 
 Runner = Callable[[Sequence[Any]], list[Any]]
 
@@ -59,11 +61,19 @@ class RunConfig:
     batch_size: int = 32
     options: Mapping[str, Any] = field(default_factory=dict)
     trust_remote_code: bool = False
+    # The inference engine spec for load_model (see nlpsuite.backends), checked and canonical.
+    backend: str = "torch"
 
 
 @dataclass(frozen=True)
 class Task:
-    """One NLP task. ``default_model`` may name options: ``opus-mt-{source_lang}-{target_lang}``."""
+    """One NLP task. ``default_model`` may name options: ``opus-mt-{source_lang}-{target_lang}``.
+
+    ``train``, if given, makes the task trainable by ``nlpsuite train``: it turns a
+    :class:`~nlpsuite.training.TrainConfig` into a :class:`~nlpsuite.training.TrainingSetup`
+    (the model to fine-tune, its tokenizer, training features, validation examples); the shared
+    loop in :mod:`nlpsuite.training` does the rest. None: the task cannot be trained.
+    """
 
     name: str
     description: str
@@ -77,6 +87,7 @@ class Task:
     prediction: Callable[[Any], Any] = lambda output: output
     # How a single output reads on a terminal; JSONL output always carries every field.
     render: Callable[[Any], str] | None = None
+    train: Callable[[TrainConfig], TrainingSetup] | None = None
 
     def parse_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Validate option names, convert values to their types, and fill in defaults."""
@@ -135,8 +146,13 @@ def load_runner(
     batch_size: int = 32,
     options: Mapping[str, Any] | None = None,
     trust_remote_code: bool = False,
+    backend: str = "torch",
 ) -> Runner:
-    """Load ``model`` (a hub id or a local directory; the task's default if None) into a runner."""
+    """Load ``model`` (a hub id or a local directory; the task's default if None) into a runner.
+
+    ``backend``: the inference engine, e.g. ``onnx`` or ``ctranslate2:compute_type=int8``.
+    """
+    from nlpsuite.backends import canonical_backend
     from nlpsuite.models import resolve_device
 
     if isinstance(task, str):
@@ -150,6 +166,7 @@ def load_runner(
         batch_size=batch_size,
         options=parsed,
         trust_remote_code=trust_remote_code,
+        backend=canonical_backend(backend),
     )
     return task.load(config)
 

@@ -20,6 +20,7 @@ returned, which is right for SQuAD 1.1 models.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from nlpsuite.models import load_model, load_tokenizer
 
 if TYPE_CHECKING:  # numpy loads with the model, so listing plugins stays fast
     import numpy as np
+
+    from nlpsuite.training import TrainConfig, TrainingSetup
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EVAL_SET = Path(__file__).parent / "data" / "qa-eval.jsonl"
@@ -245,6 +248,19 @@ def encode_windows(
     return windows
 
 
+def question_windows(
+    tokenizer: Any, questions: Sequence[str], contexts: Sequence[str], settings: _Settings
+) -> list[Window]:
+    """The windows the model reads, for inference and training alike: training on other
+    windows than the ones it is asked about would teach the model a different input."""
+    # Leading whitespace in a question costs window room and, for some tokenizers, shifts
+    # what the model sees; the reference SQuAD recipe strips it too.
+    return encode_windows(
+        tokenizer, [question.lstrip() for question in questions], contexts,
+        max_length=settings.max_length, doc_stride=settings.doc_stride,
+    )
+
+
 @dataclass(frozen=True)
 class _Settings:
     max_length: int
@@ -272,15 +288,11 @@ def _settings(options: Mapping[str, Any], model_limit: int) -> _Settings:
 def load(config: RunConfig) -> Callable[[Sequence[QAInput]], list[QAOutput]]:
     import torch
 
-    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
-    if not getattr(tokenizer, "is_fast", False):
-        raise NlpsuiteError(
-            f"model '{config.model}' has no fast tokenizer (tokenizer.json); question answering "
-            f"needs one for character offsets"
-        )
+    tokenizer = _fast_tokenizer(config.model, config.trust_remote_code)
     model = load_model(
         "AutoModelForQuestionAnswering", config.model, device=config.device,
-        trust_remote_code=config.trust_remote_code,
+        trust_remote_code=config.trust_remote_code, backend=config.backend,
+        quantize=config.options.get("quantize"),
     )
     settings = _settings(config.options, model_max_length(tokenizer, model.config))
     pads_right = tokenizer.padding_side == "right"
@@ -307,14 +319,9 @@ def load(config: RunConfig) -> Callable[[Sequence[QAInput]], list[QAOutput]]:
     def run(inputs: Sequence[QAInput]) -> list[QAOutput]:
         if not inputs:
             return []
-        # Leading whitespace in a question costs window room and, for some tokenizers, shifts
-        # what the model sees; the reference SQuAD recipe strips it too.
-        questions = [item.question.lstrip() for item in inputs]
+        questions = [item.question for item in inputs]
         contexts = [item.context for item in inputs]
-        windows = encode_windows(
-            tokenizer, questions, contexts,
-            max_length=settings.max_length, doc_stride=settings.doc_stride,
-        )
+        windows = question_windows(tokenizer, questions, contexts, settings)
         found = map_sorted(windows, predict, config.batch_size, lambda w: len(w.context_mask))
         per_example: list[list[int]] = [[] for _ in inputs]
         for index, window in enumerate(windows):
@@ -332,6 +339,16 @@ def load(config: RunConfig) -> Callable[[Sequence[QAInput]], list[QAOutput]]:
         ]
 
     return run
+
+
+def _fast_tokenizer(model: str, trust_remote_code: bool) -> Any:
+    tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+    if not getattr(tokenizer, "is_fast", False):
+        raise NlpsuiteError(
+            f"model '{model}' has no fast tokenizer (tokenizer.json); question answering "
+            f"needs one for character offsets"
+        )
+    return tokenizer
 
 
 def _output(context: str, answers: list[Answer], top_k: int) -> QAOutput:
@@ -357,6 +374,163 @@ def _render(output: QAOutput) -> str:
     return "\t".join(f"{shown(a['answer'])}={a['score']:.4f}" for a in output.answers)
 
 
+# Training: SQuAD-style features on the same windows the runner reads.
+
+
+class GoldSpan(NamedTuple):
+    """A training answer as character offsets into its context, ``end`` exclusive; -1, -1 for
+    an unanswerable question."""
+
+    start: int
+    end: int
+
+
+NO_ANSWER = GoldSpan(-1, -1)
+
+
+def answer_tokens(window: Window, gold: GoldSpan) -> tuple[int, int]:
+    """The window's first and last token of the answer; the CLS (null) token twice when the
+    window does not hold the whole answer, or there is none, as in the reference SQuAD recipe."""
+    import numpy as np
+
+    null = (window.null_index, window.null_index)
+    positions = np.flatnonzero(window.context_mask)
+    if gold.start < 0 or len(positions) == 0:
+        return null
+    starts, ends = window.offsets[positions, 0], window.offsets[positions, 1]
+    if starts[0] > gold.start or ends[-1] < gold.end:
+        return null
+    # The last token starting at or before the answer, the first ending at or after it.
+    first = positions[starts <= gold.start][-1]
+    last = positions[ends >= gold.end][0]
+    return int(first), int(last)
+
+
+def training_answers(
+    source: str, limit: int | None = None
+) -> tuple[list[str], list[str], list[GoldSpan]]:
+    """Questions, contexts and gold spans to train on: the first answer of each question.
+
+    SQuAD JSON gives each answer's ``answer_start``, which places answers whose text occurs more
+    than once; any other dataset is placed at the answer's first occurrence in the context.
+    """
+    from nlpsuite.training import load_examples
+
+    path = Path(source)
+    if path.suffix.lower() == ".json" and path.is_file():
+        return _squad_answers(path, limit)
+    questions, contexts, golds = [], [], []
+    for example in load_examples(source, TASK.name, limit=limit):
+        question, context = example.input["question"], example.input["context"]
+        gold = NO_ANSWER
+        if example.reference:
+            text = example.reference[0]
+            start = context.find(text)
+            if start < 0 or not text.strip():
+                raise NlpsuiteError(
+                    f"{source}: example {example.id}: field 'reference': answer {text!r} is "
+                    f"not in its context"
+                )
+            gold = GoldSpan(start, start + len(text))
+        questions.append(question)
+        contexts.append(context)
+        golds.append(gold)
+    return questions, contexts, golds
+
+
+def _squad_answers(path: Path, limit: int | None) -> tuple[list[str], list[str], list[GoldSpan]]:
+    from nlpsuite.records import read_json
+
+    document = read_json(path, "training file")
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise NlpsuiteError(f"{path}:1: not a SQuAD file (expected an object with a 'data' list)")
+    questions: list[str] = []
+    contexts: list[str] = []
+    golds: list[GoldSpan] = []
+
+    def fail(qa: Mapping[str, Any], where: str, message: str) -> NlpsuiteError:
+        # JSON parsers keep no line numbers: find the question's id in the text instead.
+        text = path.read_text(encoding="utf-8")
+        at = text.find(json.dumps(qa.get("id"))) if "id" in qa else -1
+        line = text.count("\n", 0, at) + 1 if at >= 0 else 1
+        return NlpsuiteError(f"{path}:{line}: {where}: {message}")
+
+    for a, article in enumerate(document["data"]):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            raise NlpsuiteError(f"{path}: data[{a}]: field 'paragraphs' is missing")
+        for p, paragraph in enumerate(paragraphs):
+            context = paragraph.get("context") if isinstance(paragraph, dict) else None
+            if not isinstance(context, str) or not context.strip():
+                raise NlpsuiteError(
+                    f"{path}: data[{a}].paragraphs[{p}]: field 'context' is missing or empty"
+                )
+            for q, qa in enumerate(paragraph.get("qas", [])):
+                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
+                    raise NlpsuiteError(f"{path}: {where}: field 'question' is missing")
+                gold = NO_ANSWER
+                answers = qa.get("answers") or []
+                if qa.get("is_impossible") is not True:
+                    if not answers or not isinstance(answers[0], dict):
+                        raise fail(qa, where, "field 'answers' is empty")
+                    text, start = answers[0].get("text"), answers[0].get("answer_start")
+                    if not isinstance(text, str) or not text.strip():
+                        raise fail(qa, where, "field 'answers[0].text' is missing or empty")
+                    if not isinstance(start, int) or isinstance(start, bool):
+                        start = context.find(text)
+                    if start < 0 or context[start : start + len(text)] != text:
+                        found = context.find(text)
+                        if found < 0:
+                            raise fail(qa, where, f"field 'answers[0].text': answer {text!r} is "
+                                                  f"not in its context")
+                        raise fail(qa, where, f"field 'answers[0].answer_start': answer "
+                                              f"{text!r} is not at {start} in its context (it "
+                                              f"is at {found})")
+                    gold = GoldSpan(start, start + len(text))
+                questions.append(qa["question"])
+                contexts.append(context)
+                golds.append(gold)
+                if limit is not None and len(questions) >= limit:
+                    return questions, contexts, golds
+    if not questions:
+        raise NlpsuiteError(f"{path}:1: field 'data': no questions to train on")
+    return questions, contexts, golds
+
+
+def train(config: TrainConfig) -> TrainingSetup:
+    from nlpsuite.training import TrainingSetup, load_base_model, load_examples
+
+    questions, contexts, golds = training_answers(config.train, config.limit)
+    validation = (
+        load_examples(config.validation, TASK.name) if config.validation is not None else []
+    )
+    tokenizer = _fast_tokenizer(config.model, config.trust_remote_code)
+    model = load_base_model(
+        "AutoModelForQuestionAnswering", config.model, trust_remote_code=config.trust_remote_code
+    )
+    given = dict(config.options)
+    if config.max_length is not None:
+        given["max_length"] = config.max_length
+    options = TASK.parse_options(given)
+    settings = _settings(options, model_max_length(tokenizer, model.config))
+    # Validation then reads exactly the windows training built.
+    options["max_length"], options["doc_stride"] = settings.max_length, settings.doc_stride
+    windows = question_windows(tokenizer, questions, contexts, settings)
+    features = []
+    for window in windows:
+        start, end = answer_tokens(window, golds[window.example])
+        features.append({**window.features, "start_positions": start, "end_positions": end})
+    holding = sum(f["start_positions"] != w.null_index for f, w in zip(features, windows,
+                                                                        strict=True))
+    return TrainingSetup(
+        model=model, tokenizer=tokenizer, features=features, examples=len(questions),
+        validation=validation, options=options,
+        card={"windows": f"{len(windows)} ({holding} hold their answer; the rest point at CLS)",
+              "window": f"{settings.max_length} tokens, document stride {settings.doc_stride}"},
+    )
+
+
 TASK = Task(
     name="question-answering",
     description="Extract the answer to a question from a context passage (SQuAD-style).",
@@ -375,9 +549,13 @@ TASK = Task(
         Option("null_threshold", float, None,
                "SQuAD 2.0 models: answer '' when the no-answer logit beats the best span's "
                "by more than this (unset: always answer)"),
+        Option("quantize", str, None,
+               "int8: dynamic int8 quantization of the linear layers (CPU only; faster, "
+               "answers may shift slightly)"),
     ),
     prediction=lambda output: output.answer,
     render=_render,
+    train=train,
 )
 
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
 from nlpsuite.batching import encode_truncated, map_sorted, model_max_length, pad_batch
@@ -14,7 +14,12 @@ from nlpsuite.datasets import Dataset, load_records
 from nlpsuite.metrics import ACCURACY, MACRO_F1, MCC
 from nlpsuite.models import load_model, load_tokenizer
 
+if TYPE_CHECKING:
+    from nlpsuite.training import TrainConfig, TrainingSetup
+
 logger = logging.getLogger("nlpsuite")
+# Training sentences are cut at this many tokens unless --max-length says otherwise.
+TRAIN_MAX_LENGTH = 128
 EVAL_SET = Path(__file__).parent / "data" / "sentiment-eval.jsonl"
 
 
@@ -45,6 +50,7 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
         device=config.device,
         trust_remote_code=config.trust_remote_code,
         quantize=config.options["quantize"],
+        backend=config.backend,
     )
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     top_k = config.options["top_k"]
@@ -85,6 +91,50 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
     return run
 
 
+def train(config: TrainConfig) -> TrainingSetup:
+    """Labels are the training data's own, numbers in numeric order (GLUE's 0/1), else sorted;
+    a base classifier that already has exactly these labels keeps its head and their order."""
+    from nlpsuite.models import load_config
+    from nlpsuite.training import TrainingSetup, load_base_model, load_examples
+
+    examples = load_examples(config.train, "sentiment", limit=config.limit)
+    found = {str(example.reference) for example in examples}
+    labels = sorted(found, key=lambda x: (0, int(x), "") if x.lstrip("-").isdigit() else (1, 0, x))
+    base = load_config(config.model, trust_remote_code=config.trust_remote_code)
+    if getattr(base, "id2label", None) and set(base.id2label.values()) == found:
+        labels = [base.id2label[i] for i in range(base.num_labels)]
+    validation = (
+        load_examples(config.validation, "sentiment") if config.validation is not None else []
+    )
+    for example in validation:
+        if str(example.reference) not in found:
+            raise NlpsuiteError(
+                f"{config.validation}: example {example.id}: field 'label': "
+                f"{example.reference!r} is not a training label ({', '.join(labels)})"
+            )
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    model = load_base_model(
+        "AutoModelForSequenceClassification", config.model,
+        trust_remote_code=config.trust_remote_code, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+        ignore_mismatched_sizes=True,
+    )
+    limit = model_max_length(tokenizer, model.config)
+    max_length = min(config.max_length or TRAIN_MAX_LENGTH, limit)
+    rows, _ = encode_truncated(tokenizer, [e.input["text"] for e in examples], max_length)
+    index = {label: i for i, label in enumerate(labels)}
+    names = {"input_ids", "attention_mask", "token_type_ids"} & set(tokenizer.model_input_names)
+    features = [
+        {**{k: v for k, v in row.items() if k in names}, "labels": index[str(example.reference)]}
+        for row, example in zip(rows, examples, strict=True)
+    ]
+    return TrainingSetup(
+        model=model, tokenizer=tokenizer, features=features, examples=len(examples),
+        validation=validation, options=TASK.parse_options(config.options),
+        card={"labels": ", ".join(labels), "max length (tokens)": str(max_length)},
+    )
+
+
 TASK = Task(
     name="sentiment",
     description="Classify the sentiment (or any labels) of a text.",
@@ -109,6 +159,7 @@ TASK = Task(
         if output.scores is None
         else "\t".join(f"{label}={score:.4f}" for label, score in output.scores.items())
     ),
+    train=train,
 )
 
 

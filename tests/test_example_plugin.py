@@ -110,6 +110,7 @@ def test_plugins_and_tasks_list_it(installed: Path, tmp_path: Path) -> None:
         "datasets": ["topics-mini"],
         "metrics": ["balanced_accuracy", "accuracy", "macro_f1"],
         "error": None,
+        "backends": [],
         "ok": True,
     }
     assert all(row["ok"] for row in plugins.values())
