@@ -27,7 +27,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,17 +36,7 @@ OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def best_seconds(actions: list[Callable[[], Any]], repeats: int) -> tuple[list[float], list[Any]]:
-    """Each action's fastest of ``repeats`` runs, taking turns, after one untimed run each."""
-    results = [action() for action in actions]
-    timings: list[list[float]] = [[] for _ in actions]
-    for _ in range(repeats):
-        for i, action in enumerate(actions):
-            started = time.perf_counter()
-            results[i] = action()
-            timings[i].append(time.perf_counter() - started)
-    return [min(spent) for spent in timings], results
+from timing import best_seconds  # noqa: E402
 
 
 def bench_embed(count: int, repeats: int) -> list[dict[str, Any]]:

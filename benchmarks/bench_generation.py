@@ -26,14 +26,15 @@ import platform
 import random
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))  # for tests.tiny_seq2seq
+
+from timing import best_seconds  # noqa: E402
 
 from tests import tiny_seq2seq  # noqa: E402
 
@@ -97,21 +98,6 @@ def sorted_batches(seq2seq: Any, texts: list[str], limits: list[int], batch_size
         suppress_tokens=[seq2seq.model.generation_config.eos_token_id], forced_eos_token_id=None,
     )
     return sum(len(g.token_ids) for g in generated)
-
-
-def best_seconds(actions: list[Callable[[], int]], repeats: int) -> tuple[list[float], list[int]]:
-    """Each action's fastest of ``repeats`` runs, taking turns, so that a burst of other work on
-    a shared machine cannot land on one contender only. One untimed run of each first: the
-    first pass over a checkpoint pages its weights in, and the first pass at a new shape is
-    several times slower than the next."""
-    timings: list[list[float]] = [[] for _ in actions]
-    tokens = [action() for action in actions]
-    for _ in range(repeats):
-        for i, action in enumerate(actions):
-            started = time.perf_counter()
-            tokens[i] = action()
-            timings[i].append(time.perf_counter() - started)
-    return [min(spent) for spent in timings], tokens
 
 
 def bench_model(name: str, build: dict[str, Any], folder: Path, count: int, batch_size: int,

@@ -27,7 +27,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 SQUAD_DEV = ROOT.parent / "shared" / "datasets" / "squad-v1.1" / "dev-v1.1.json"
 sys.path.insert(0, str(ROOT))  # for tests.tiny_models
+
+from timing import best_seconds  # noqa: E402
 
 from tests import tiny_models  # noqa: E402
 
@@ -152,18 +153,6 @@ def make_nlpsuite(
         return [(output.start, output.end) for output in outputs]
 
     return answer
-
-
-def best_seconds(actions: list[Callable[[], Any]], repeats: int) -> tuple[list[float], list[Any]]:
-    """Fastest of ``repeats`` runs each, taking turns, after one untimed warm-up each."""
-    results = [action() for action in actions]
-    timings: list[list[float]] = [[] for _ in actions]
-    for _ in range(repeats):
-        for i, action in enumerate(actions):
-            started = time.perf_counter()
-            results[i] = action()
-            timings[i].append(time.perf_counter() - started)
-    return [min(spent) for spent in timings], results
 
 
 def bench_model(

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from timing import best_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 STS_DEV = ROOT.parent / "shared" / "datasets" / "stsbenchmark" / "sts-dev.csv"
@@ -51,18 +52,6 @@ def sts_sentences(limit: int) -> list[str]:
             if len(seen) >= limit:
                 break
     return list(seen)[:limit]
-
-
-def best_seconds(actions: list[Callable[[], Any]], repeats: int) -> list[float]:
-    """Each action's fastest of ``repeats`` runs, taking turns, so that a burst of other work on
-    a shared machine cannot land on one contender only."""
-    timings: list[list[float]] = [[] for _ in actions]
-    for _ in range(repeats):
-        for action, spent in zip(actions, timings, strict=True):
-            started = time.perf_counter()
-            action()
-            spent.append(time.perf_counter() - started)
-    return [min(spent) for spent in timings]
 
 
 def median_ms(action: Callable[[], Any], repeats: int) -> float:
@@ -89,7 +78,7 @@ def embedding_throughput(count: int, repeats: int) -> dict[str, Any]:
     embed(sentences[:64], config)
     reference.encode(sentences[:64], batch_size=32)
 
-    ours_s, reference_s = best_seconds([
+    (ours_s, reference_s), _ = best_seconds([
         lambda: embed(sentences, config),
         lambda: reference.encode(sentences, batch_size=32, normalize_embeddings=True),
     ], repeats)

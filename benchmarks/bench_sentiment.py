@@ -28,7 +28,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 SST2_DEV = ROOT.parent / "shared" / "datasets" / "glue-sst2" / "dev.tsv"
 sys.path.insert(0, str(ROOT))  # for tests.tiny_models
+
+from timing import best_seconds  # noqa: E402
 
 from tests import tiny_models  # noqa: E402
 
@@ -135,19 +136,6 @@ def make(contender: str, folder: Path, batch_size: int) -> Callable[[list[str]],
 
 
 # --- measuring ----------------------------------------------------------------------------
-
-
-def best_seconds(actions: list[Callable[[], Any]], repeats: int) -> tuple[list[float], list[Any]]:
-    """Each action's fastest of ``repeats`` runs, taking turns after one untimed warm-up each,
-    so that a burst of other work on a shared machine cannot land on one contender only."""
-    results = [action() for action in actions]
-    timings: list[list[float]] = [[] for _ in actions]
-    for _ in range(repeats):
-        for i, action in enumerate(actions):
-            started = time.perf_counter()
-            results[i] = action()
-            timings[i].append(time.perf_counter() - started)
-    return [min(spent) for spent in timings], results
 
 
 def max_rss_mib() -> float:

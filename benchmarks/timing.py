@@ -1,0 +1,24 @@
+"""Timing shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def best_seconds(actions: list[Callable[[], Any]], repeats: int) -> tuple[list[float], list[Any]]:
+    """Each action's fastest of ``repeats`` runs and its last result.
+
+    One untimed run of each first: the first pass over a checkpoint pages its weights in, and
+    the first pass at a new shape is several times slower than the next. Then the actions take
+    turns, so that a burst of other work on a shared machine cannot land on one contender only.
+    """
+    results = [action() for action in actions]
+    timings: list[list[float]] = [[] for _ in actions]
+    for _ in range(repeats):
+        for i, action in enumerate(actions):
+            started = time.perf_counter()
+            results[i] = action()
+            timings[i].append(time.perf_counter() - started)
+    return [min(spent) for spent in timings], results
