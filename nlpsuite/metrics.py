@@ -268,42 +268,23 @@ squad_exact: Callable[[str | None, Sequence[str]], float] = _exact_question
 squad_f1: Callable[[str | None, Sequence[str]], float] = _f1_question
 squad_v2_exact: Callable[[str | None, Sequence[str]], float] = _kept_golds(_exact_question)
 squad_v2_f1: Callable[[str | None, Sequence[str]], float] = _kept_golds(_f1_question)
-EXACT_MATCH = Metric(
-    "exact_match",
-    True,
-    _squad_mean(_exact_question),
-    "SQuAD v1.1 exact match, 0-100",
-    statistics=_value_rows(_exact_question),
-    from_statistics=_mean_of_rows(100.0),
-)
-SQUAD_F1 = Metric(
-    "f1",
-    True,
-    _squad_mean(_f1_question),
-    "SQuAD v1.1 token F1, 0-100",
-    statistics=_value_rows(_f1_question),
-    from_statistics=_mean_of_rows(100.0),
-)
 
+
+def _squad_metric(
+    name: str, per_question: Callable[[Any, Sequence[str]], float], description: str
+) -> Metric:
+    return Metric(name, True, _squad_mean(per_question), description,
+                  statistics=_value_rows(per_question), from_statistics=_mean_of_rows(100.0))
+
+
+EXACT_MATCH = _squad_metric("exact_match", _exact_question, "SQuAD v1.1 exact match, 0-100")
+SQUAD_F1 = _squad_metric("f1", _f1_question, "SQuAD v1.1 token F1, 0-100")
 # What a SQuAD v2.0 file is scored with in place of the two above (see Dataset.metrics).
 SQUAD_V2_METRICS = (
-    Metric(
-        "exact_match",
-        True,
-        _squad_mean(squad_v2_exact),
-        "SQuAD v2.0 exact match, 0-100",
-        statistics=_value_rows(squad_v2_exact),
-        from_statistics=_mean_of_rows(100.0),
-    ),
-    Metric(
-        "f1",
-        True,
-        _squad_mean(squad_v2_f1),
-        "SQuAD v2.0 token F1, 0-100",
-        statistics=_value_rows(squad_v2_f1),
-        from_statistics=_mean_of_rows(100.0),
-    ),
+    _squad_metric("exact_match", squad_v2_exact, "SQuAD v2.0 exact match, 0-100"),
+    _squad_metric("f1", squad_v2_f1, "SQuAD v2.0 token F1, 0-100"),
 )
+
 
 # Generation: sacrebleu's corpus BLEU and chrF, rouge-score's ROUGE F-measure.
 
