@@ -174,10 +174,13 @@ def tasks(as_json: bool) -> None:
 @click.option("--backend", default="torch", show_default=True, metavar="NAME[:KEY=VALUE,...]",
               help="Inference engine, e.g. onnx or ctranslate2:compute_type=int8 "
               "(see nlpsuite backends).")
+@click.option("--metric", "metric_names", multiple=True, metavar="NAME|DIR",
+              help="Score with this metric instead of the task's (repeatable): a registered "
+              "name or a Hugging Face evaluate metric directory.")
 def eval_command(task_name: str, dataset: str, model: str | None, out: str | None, device: str,
                  batch_size: int, option: tuple[str, ...], limit: int | None,
                  sample: int | None, seed: int, bootstrap: int, label_map: str | None,
-                 quiet: bool, backend: str) -> None:
+                 quiet: bool, backend: str, metric_names: tuple[str, ...]) -> None:
     """Evaluate TASK with its metrics on a dataset; resumes an interrupted run."""
     from pathlib import Path
 
@@ -192,7 +195,7 @@ def eval_command(task_name: str, dataset: str, model: str | None, out: str | Non
         batch_size=batch_size, options=_parse_pairs(option, "--option"), limit=limit,
         sample=sample, seed=seed, bootstrap=bootstrap,
         label_map=_parse_pairs(tuple(label_map.split(",")) if label_map else (), "--label-map"),
-        backend=backend,
+        backend=backend, metrics=metric_names or None,
     )
     show = not quiet and sys.stderr.isatty()
     results = evaluate(request, progress=_progress_bar() if show else None)
@@ -347,8 +350,8 @@ def distill_command(task_name: str, teacher: str, student: str | None,
 @click.option("--mode", default="int8", show_default=True, type=click.Choice(["int8"]),
               help="Dynamic int8 quantization of every linear layer.")
 def quantize_command(model: str, out: str, mode: str) -> None:
-    """Export MODEL with dynamic int8 linear layers (CPU). DIR2 loads with nlpsuite
-    (`nlpsuite run/eval --model DIR2`), not with plain transformers."""
+    """Export DIR with dynamic int8 linear layers to DIR2 (CPU). DIR2 loads with nlpsuite
+    only (`nlpsuite run/eval --model DIR2`), not with plain transformers."""
     from pathlib import Path
 
     from nlpsuite.quantization import quantize_checkpoint

@@ -341,8 +341,7 @@ def request_fields(request: EvalRequest) -> dict[str, Any]:
 
 
 def eval_command_line(request: EvalRequest) -> str:
-    """The ``nlpsuite eval`` command line that makes the same run (metrics other than the
-    task's own have no flag, and show as a comment)."""
+    """The ``nlpsuite eval`` command line that makes the same run."""
     import shlex
 
     words = ["nlpsuite", "eval", request.task, "--dataset", request.dataset]
@@ -363,7 +362,6 @@ def eval_command_line(request: EvalRequest) -> str:
         words += ["--option", f"{key}={text}"]
     if request.label_map:
         words += ["--label-map", ",".join(f"{k}={v}" for k, v in request.label_map.items())]
-    line = shlex.join(words)
-    if request.metrics is not None:
-        line += f"  # metrics: {', '.join(request.metrics)}"
-    return line
+    for metric in request.metrics or ():
+        words += ["--metric", metric]
+    return shlex.join(words)

@@ -264,3 +264,20 @@ def test_squad_v2_file_is_scored_by_the_official_v2_rules(tiny_qa: Path, tmp_pat
     assert results["metrics"]["exact_match"]["description"] == "SQuAD v2.0 exact match, 0-100"
     assert results["metrics"]["exact_match"]["value"] == pytest.approx(official["exact"])
     assert results["metrics"]["f1"]["value"] == pytest.approx(official["f1"])
+
+
+def test_eval_metric_flag_scores_with_the_named_metrics_only(
+    tiny_classifier: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["eval", "sentiment", "-m", str(tiny_classifier), "-d", "sentiment-mini",
+            "--bootstrap", "0", "-q", "--out", str(out)]
+    done = nlpsuite(*args, "--metric", "accuracy")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["metrics"]) == ["accuracy"]
+    assert results["command"].endswith("--metric accuracy")
+
+    unknown = nlpsuite(*args[:-1], str(tmp_path / "other"), "--metric", "no-such-metric")
+    assert unknown.returncode == 2
+    assert "no-such-metric" in one_error_line(unknown.stderr)
