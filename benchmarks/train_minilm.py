@@ -63,6 +63,9 @@ def harness(task: str, model: Path, dataset: Path, name: str, options: dict[str,
     """``nlpsuite eval`` on ``model``: the accuracy figures come from the harness."""
     from nlpsuite.harness import EvalRequest, evaluate
 
+    # The harness resumes a folder with the same request, and a retrained model keeps its path:
+    # start over so the figures are this model's.
+    _clear(MODELS / "results" / name)
     results = evaluate(EvalRequest(
         task=task, dataset=str(dataset), out=MODELS / "results" / name, model=str(model),
         batch_size=32, options=options, bootstrap=1000,
@@ -84,6 +87,10 @@ def stage_teacher(args: argparse.Namespace) -> dict[str, Any]:
         out=TEACHER, epochs=1, lr=1e-4, batch_size=32, max_length=64,
         limit=args.train_sentences, seed=42, checkpoint_every=0,
     )
+    previous = _previous("teacher")
+    if args.reuse_teacher and previous and (TEACHER / "README.md").is_file():
+        # Evaluate the teacher trained earlier again; its training figures stay as recorded.
+        return {**previous, "dev": harness("sentiment", TEACHER, SST2_DEV, "sst2-teacher", {})}
     _clear(TEACHER)
     result = train(config)
     return {
@@ -271,6 +278,14 @@ def markdown(found: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _previous(stage: str) -> dict[str, Any] | None:
+    record = OUT / "train_minilm.json"
+    found: dict[str, Any] | None = (
+        json.loads(record.read_text()).get(stage) if record.exists() else None
+    )
+    return found
+
+
 def _agree(a: list[str], b: list[str]) -> float:
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
@@ -296,6 +311,8 @@ def main() -> None:
     parser.add_argument("--qa-epochs", type=int, default=1)
     parser.add_argument("--qa-max-length", type=int, default=192)
     parser.add_argument("--qa-stride", type=int, default=64)
+    parser.add_argument("--reuse-teacher", action="store_true",
+                        help="teacher stage: evaluate the teacher trained before, do not retrain")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     chosen = list(STAGES) if args.stages == "all" else args.stages.split(",")
