@@ -299,16 +299,23 @@ def _block(
 
 
 def is_complete(run: BenchRun, out: Path) -> bool:
-    """Whether ``out`` holds this run's results, made from the same request."""
+    """Whether ``out`` holds this run's results, made from the same request and weights (a
+    model retrained in its folder must be evaluated again)."""
     from nlpsuite.harness import request_fields
+    from nlpsuite.models import weights_sha256
 
     results_file = out / run.folder / "results.json"
     try:
-        recorded = json.loads(results_file.read_text(encoding="utf-8")).get("request")
-    except (OSError, ValueError, AttributeError):
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+        recorded, model = results.get("request"), results.get("model", {})
+        weights = model.get("weights_sha256")
+        model_id = model["id"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return False
     wanted = request_fields(run.request(out))
-    return isinstance(recorded, dict) and _same_request(recorded, wanted)
+    if not (isinstance(recorded, dict) and _same_request(recorded, wanted)):
+        return False
+    return weights is None or weights == weights_sha256(model_id)
 
 
 def _same_request(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

@@ -85,7 +85,9 @@ def evaluate(
     options = task.parse_options({**dataset.options, **request.options})
     request.out.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
-    done = _resume(request.out, _identity(request, task, options))
+    model = request.model or task.model_for(options)
+    weights = _weights(model)
+    done = _resume(request.out, _identity(request, task, options, weights))
     runner = load_runner(
         task, request.model, device=request.device, batch_size=request.batch_size, options=options,
         backend=request.backend,
@@ -99,7 +101,6 @@ def evaluate(
     ordered = [done[example.id] for example in examples]
     _write_predictions(request.out, ordered)
 
-    model = request.model or task.model_for(options)
     predictions = [row["scored"] for row in ordered]
     references = [example.reference for example in examples]
     if "label" in {f.name for f in dataclasses.fields(task.output_type)}:
@@ -115,7 +116,7 @@ def evaluate(
     results = {
         "version": RESULTS_VERSION,
         "task": task.name,
-        "model": {"id": model, "weights_sha256": _weights(model), **_model_size(model)},
+        "model": {"id": model, "weights_sha256": weights, **_model_size(model)},
         "dataset": {"name": request.dataset, **dataset_fingerprint(request.dataset, task.name),
                     "examples": len(examples)},
         "metrics": metrics,
@@ -206,11 +207,16 @@ def _model_labels(model: str, request: EvalRequest) -> list[str]:
     return [config.id2label[i] for i in range(config.num_labels)]
 
 
-def _identity(request: EvalRequest, task: Task, options: Mapping[str, Any]) -> str:
-    """What must match for cached predictions to be reused."""
+def _identity(
+    request: EvalRequest, task: Task, options: Mapping[str, Any], weights: str | None
+) -> str:
+    """What must match for cached predictions to be reused: a model retrained into the same
+    folder has other weights, and its predictions are not the old ones."""
     key = {"task": task.name, "model": request.model, "dataset": request.dataset,
            "options": options, "limit": request.limit,
            "sample": request.sample, "seed": request.seed, "label_map": request.label_map}
+    if weights is not None:
+        key["weights_sha256"] = weights
     if request.backend != "torch":  # so that runs made before backends existed still resume
         key["backend"] = request.backend
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
@@ -221,7 +227,8 @@ def _resume(out: Path, identity: str) -> dict[str, dict[str, Any]]:
     marker, partial = out / "run.json", out / PARTIAL
     if marker.exists() and json.loads(marker.read_text()).get("identity") != identity:
         raise NlpsuiteError(
-            f"{out} holds a run with other arguments; choose another --out or delete it"
+            f"{out} holds a run with other arguments or other model weights; "
+            "choose another --out or delete it"
         )
     write_atomic(marker, json.dumps({"identity": identity}) + "\n")
     done: dict[str, dict[str, Any]] = {}

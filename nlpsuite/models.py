@@ -219,6 +219,8 @@ def weights_sha256(model: str) -> str | None:
 
 
 def _cached(key: tuple[Any, ...], model: str, load: Any) -> Any:
+    # A model saved again into the same folder (retrained, re-exported) is loaded again.
+    key = (*key, _files_stamp(model))
     with _lock:
         if key in _cache:
             return _cache[key]
@@ -226,6 +228,14 @@ def _cached(key: tuple[Any, ...], model: str, load: Any) -> Any:
         source = resolve_model(model)
         _cache[key] = _load_or_explain(source, model, load)
         return _cache[key]
+
+
+def _files_stamp(model: str) -> tuple[tuple[str, int, int], ...]:
+    folder = Path(resolve_model(model))
+    if not folder.is_dir():
+        return ()
+    return tuple((file.name, file.stat().st_mtime_ns, file.stat().st_size)
+                 for file in sorted(folder.iterdir()) if file.is_file())
 
 
 def _load_or_explain(source: str, model: str, load: Any) -> Any:

@@ -326,3 +326,28 @@ def test_model_size_of_a_hub_model_comes_from_the_local_cache(
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     assert _model_size("org/cached") == _model_size(str(tiny_classifier))
     assert _model_size("org/cached")["parameters"] == 25324
+
+
+def test_a_model_retrained_in_place_is_no_longer_complete(
+    tiny_classifier: Path, tiny_classifier_3way: Path, tmp_path: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    suite = load_suite(_two_classifiers(tmp_path, tiny_classifier, tiny_classifier_3way, 0))
+    out = tmp_path / "results"
+    run_suite(suite, out)
+    assert [complete for _, complete in plan(suite, out)] == [True, True]
+    predictions = out / suite.runs[0].folder / "predictions.jsonl"
+    before = predictions.read_text()
+    binary = tmp_path / "models" / "binary"
+    retrained = AutoModelForSequenceClassification.from_pretrained(binary)
+    with torch.no_grad():
+        retrained.classifier.bias[0] += 1.0
+    retrained.save_pretrained(binary)
+    assert [complete for _, complete in plan(suite, out)] == [False, True]
+    refused = run_suite(suite, out)
+    assert refused[0].status == "failed" and "other model weights" in (refused[0].error or "")
+    assert [outcome.status for outcome in run_suite(suite, out, force=True)] == ["done", "done"]
+    # The new weights ran, not a copy of the old model cached in this process.
+    assert predictions.read_text() != before

@@ -119,6 +119,27 @@ def test_other_arguments_in_the_same_folder_are_refused(
         )
 
 
+def test_a_model_retrained_in_place_does_not_reuse_old_predictions(
+    tiny_classifier: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_classifier, model)
+    request = EvalRequest("sentiment", "sentiment-mini", tmp_path / "run", model=str(model),
+                          limit=5, bootstrap=0)
+    evaluate(request)
+    retrained = AutoModelForSequenceClassification.from_pretrained(model)
+    with torch.no_grad():
+        retrained.classifier.bias[0] += 1.0
+    retrained.save_pretrained(model)
+    with pytest.raises(NlpsuiteError, match="other model weights"):
+        evaluate(request)
+
+
 def test_a_torn_last_line_is_dropped_and_recomputed(tiny_classifier: Path, tmp_path: Path) -> None:
     request = EvalRequest(
         "sentiment",
