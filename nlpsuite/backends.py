@@ -100,7 +100,8 @@ TORCH = Backend(
     load=_load_torch,
     devices=("cpu", "cuda"),
     options=(Option("quantize", str, None,
-                    "int8: dynamic int8 quantization of the linear layers (CPU only)"),),
+                    "int8: dynamic int8 quantization of the linear layers (CPU only); "
+                    "int8-mixed: all but the feed-forward output layers"),),
     requires=("torch", "transformers"),
 )
 

@@ -1,4 +1,5 @@
-"""``nlpsuite quantize``: a checkpoint exported with dynamic int8 linear layers.
+"""``nlpsuite quantize``: a checkpoint exported with dynamic int8 linear layers (all of them, or
+with ``--mode int8-mixed`` all but the feed-forward output projections, which stay float32).
 
 A dynamically quantized torch model has no Hugging Face weight format: its linear layers hold
 packed int8 weights that ``save_pretrained`` cannot write and ``from_pretrained`` cannot read.
@@ -22,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.models import QUANTIZE_MODES
 
 MARKER = "nlpsuite_quantization"
 WEIGHTS = "model.int8.pt"
-MODES = {"int8": "dynamic-int8"}
+# The marker's name for each of nlpsuite.models.QUANTIZE_MODES ("dynamic-int8", ...).
+MODES = {mode: f"dynamic-{mode}" for mode in QUANTIZE_MODES}
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def quantize_checkpoint(
 ) -> QuantizeResult:
     """Quantize ``model`` (a folder or hub id with an ``architectures`` entry) into ``out``."""
     from nlpsuite.harness import _model_size
-    from nlpsuite.models import _quantize_int8, load_config, load_tokenizer, resolve_model
+    from nlpsuite.models import _quantize, load_config, load_tokenizer, resolve_model
     from nlpsuite.records import write_atomic
     from nlpsuite.training import load_base_model
 
@@ -79,7 +82,7 @@ def quantize_checkpoint(
 
     # The checkpoint's own class, so the head (classification, QA) is the one it was saved with.
     float_model = load_base_model(architectures[0], model, trust_remote_code=trust_remote_code)
-    quantized = _quantize_int8(float_model.eval())
+    quantized = _quantize(float_model.eval(), mode)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(quantized.state_dict(), out / WEIGHTS)
     settings = config.to_dict()
@@ -101,21 +104,22 @@ def load_quantized(
     import torch
     from transformers import AutoConfig
 
-    from nlpsuite.models import _quantize_int8
+    from nlpsuite.models import _quantize
 
     entry = quantization_of(source) or {}
     if device != "cpu":
         raise NlpsuiteError(f"{source}: an int8 export runs on the CPU only, not on '{device}'")
-    if entry.get("mode") != MODES["int8"]:
+    mode = next((name for name, marked in MODES.items() if marked == entry.get("mode")), None)
+    if mode is None:
         raise NlpsuiteError(
             f"{source}/config.json: field '{MARKER}': unknown mode {entry.get('mode')!r} "
-            f"(this nlpsuite reads {MODES['int8']!r})"
+            f"(this nlpsuite reads {', '.join(repr(m) for m in MODES.values())})"
         )
     weights = Path(source) / str(entry.get("weights", WEIGHTS))
     if not weights.is_file():
         raise NlpsuiteError(f"{source}: {weights.name} is missing (the int8 weights)")
     config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
-    model = _quantize_int8(loader.from_config(config, trust_remote_code=trust_remote_code).eval())
+    model = _quantize(loader.from_config(config, trust_remote_code=trust_remote_code).eval(), mode)
     with warnings.catch_warnings():
         # Packed int8 weights still go through torch's TypedStorage path, which warns.
         warnings.simplefilter("ignore", UserWarning)
@@ -130,17 +134,25 @@ def load_quantized(
     return model.eval()
 
 
+# For the card: which linear layers each mode quantizes, and which it keeps in float32.
+_COVERS = {"int8": "every `nn.Linear`",
+           "int8-mixed": "every `nn.Linear` except the feed-forward output projections"}
+_KEPT = {"int8": "embeddings and layer norms",
+         "int8-mixed": "embeddings, layer norms and the feed-forward output projections"}
+
+
 def _card(model: str, mode: str, before: int | None, after: int) -> str:
     shown = f"{before / 2**20:.1f} MiB" if before else "unknown"
     return "\n".join([
         "---", "library_name: nlpsuite", "tags:", "- nlpsuite", f"- {MODES[mode]}", "---", "",
         f"# {model} ({MODES[mode]})", "",
-        f"`{model}` with every `nn.Linear` dynamically quantized to int8 (weights stored as int8, "
-        f"activations quantized on the fly) by `nlpsuite quantize`. CPU only.", "",
-        f"- weights: {shown} before, {after / 2**20:.1f} MiB after (`{WEIGHTS}`; embeddings and "
-        f"layer norms stay float32)",
+        f"`{model}` with {_COVERS[mode]} dynamically quantized to int8 (weights stored as int8, "
+        f"activations quantized on the fly) by `nlpsuite quantize --mode {mode}`. CPU only.", "",
+        f"- weights: {shown} before, {after / 2**20:.1f} MiB after (`{WEIGHTS}`; {_KEPT[mode]} "
+        f"stay float32)",
         "", "This folder needs nlpsuite to load: `nlpsuite run/eval --model DIR`, or "
         "`nlpsuite.models.load_model(...)` from Python. Plain transformers `from_pretrained` "
         "cannot read int8 weights.", "",
-        "## Reproduce", "", "```bash", f"nlpsuite quantize {model} --out DIR", "```", "",
+        "## Reproduce", "", "```bash", f"nlpsuite quantize {model} --mode {mode} --out DIR",
+        "```", "",
     ])

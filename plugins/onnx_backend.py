@@ -56,6 +56,13 @@ TOLERANCE = 1e-3
 def load(config: BackendConfig) -> OnnxModel:
     quantize = config.options["quantize"]
     if quantize is not None and quantize not in QUANTIZE_MODES:
+        from nlpsuite.models import QUANTIZE_MODES as TORCH_MODES
+
+        if quantize in TORCH_MODES:
+            raise NlpsuiteError(
+                f"backend 'onnx': quantize '{quantize}' is torch-only (use "
+                f"{', '.join(QUANTIZE_MODES)}, or --backend torch)"
+            )
         raise NlpsuiteError(
             f"backend 'onnx': unknown quantize '{quantize}' (use {', '.join(QUANTIZE_MODES)})"
         )

@@ -195,6 +195,33 @@ def test_harness_evaluates_the_export_and_records_its_size(teacher: TrainResult,
     assert results["model"]["weights_sha256"]
 
 
+@pytest.mark.slow
+def test_int8_mixed_export_reloads_as_load_time_quantization(teacher: TrainResult,
+                                                             tmp_path: Path) -> None:
+    import torch
+
+    from nlpsuite.models import load_model
+
+    out = tmp_path / "mixed"
+    done = nlpsuite("quantize", str(teacher.out), "--mode", "int8-mixed", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "(int8-mixed)" in done.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["nlpsuite_quantization"]["mode"] == "dynamic-int8-mixed"
+    card = (out / "README.md").read_text()
+    assert "except the feed-forward output projections" in card and "--mode int8-mixed" in card
+    reloaded = load_model("AutoModelForSequenceClassification", str(out))
+    floats = {n for n, m in reloaded.named_modules() if type(m) is torch.nn.Linear}
+    assert floats and all(n.endswith(".output.dense") and "attention" not in n for n in floats)
+    texts = POSITIVE + NEGATIVE
+    labels = []
+    for model, extra in ((out, ()), (teacher.out, ("--option", "quantize=int8-mixed"))):
+        done = nlpsuite("run", "sentiment", "--model", str(model), *extra, "--json", *texts)
+        assert done.returncode == 0, done.stderr
+        labels.append([json.loads(line)["label"] for line in done.stdout.splitlines()])
+    assert labels[0] == labels[1] == ["POSITIVE"] * 8 + ["NEGATIVE"] * 8
+
+
 # One-line errors.
 
 
@@ -238,6 +265,9 @@ def test_quantize_errors_are_one_line(teacher: TrainResult, tmp_path: Path) -> N
     done = nlpsuite("quantize", str(teacher.out), "--out", str(busy))
     assert done.returncode == 2
     assert f"output folder {busy} is not empty" in one_error_line(done.stderr)
+    done = nlpsuite("quantize", str(teacher.out), "--mode", "int4", "--out", str(tmp_path / "q"))
+    assert done.returncode == 2
+    assert "'int4' is not one of 'int8', 'int8-mixed'" in done.stderr
     first = tmp_path / "first"
     assert nlpsuite("quantize", str(teacher.out), "--out", str(first)).returncode == 0
     done = nlpsuite("quantize", str(first), "--out", str(tmp_path / "again"))

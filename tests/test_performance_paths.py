@@ -43,6 +43,79 @@ def test_unknown_quantize_is_a_one_line_error(tiny_classifier: Path) -> None:
     assert "unknown quantize 'int4'" in message and "int8" in message
 
 
+def test_int8_mixed_keeps_exactly_the_ffn_outputs_float(tiny_classifier: Path) -> None:
+    import torch
+
+    plain = load_model("AutoModelForSequenceClassification", str(tiny_classifier))
+    mixed = load_model(
+        "AutoModelForSequenceClassification", str(tiny_classifier), quantize="int8-mixed"
+    )
+    assert mixed is not load_model(
+        "AutoModelForSequenceClassification", str(tiny_classifier), quantize="int8"
+    )
+    linears = {n for n, m in plain.named_modules() if isinstance(m, torch.nn.Linear)}
+    ffn_out = {n for n in linears if n.endswith(".output.dense") and "attention" not in n}
+    assert ffn_out and len(ffn_out) == plain.config.num_hidden_layers
+    kinds = dict(mixed.named_modules())
+    assert {n for n in linears if type(kinds[n]) is torch.nn.Linear} == ffn_out
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    assert all(isinstance(kinds[n], dynamic) for n in linears - ffn_out)
+    outputs = run("sentiment", TEXTS, model=str(tiny_classifier),
+                  options={"quantize": "int8-mixed"})
+    assert [o.label for o in outputs] == [
+        o.label for o in run("sentiment", TEXTS, model=str(tiny_classifier))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("distilbert", {"distilbert.transformer.layer.0.ffn.lin2"}),
+        ("roberta", {"roberta.encoder.layer.0.output.dense"}),
+        ("albert", {"albert.encoder.albert_layer_groups.0.albert_layers.0.ffn_output"}),
+    ],
+)
+def test_ffn_output_layers_of_other_encoders(kind: str, expected: set[str]) -> None:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from nlpsuite.models import _ffn_output_layers
+
+    sizes = {"dim": 32, "hidden_dim": 64, "n_layers": 1, "n_heads": 2} if kind == "distilbert" \
+        else {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "embedding_size": 16}
+    config = AutoConfig.for_model(kind, vocab_size=100, **sizes)
+    model = AutoModelForSequenceClassification.from_config(config)
+    assert _ffn_output_layers(model) == expected
+
+
+def test_int8_mixed_without_a_known_ffn_layer_is_a_one_line_error() -> None:
+    import torch
+
+    from nlpsuite.models import _quantize
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 4))
+    with pytest.raises(NlpsuiteError) as caught:
+        _quantize(model, "int8-mixed")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "no feed-forward output layer recognised in Sequential" in message
+    with pytest.raises(NlpsuiteError, match="unknown quantize 'int4'"):
+        _quantize(model, "int4")
+    from nlpsuite.quantization import quantize_checkpoint
+
+    with pytest.raises(NlpsuiteError, match=r"unknown quantization 'int4' \(use int8, int8-mixed"):
+        quantize_checkpoint("unused", Path("unused"), mode="int4")
+
+
+def test_onnx_backend_refuses_torch_only_quantize_modes(tiny_classifier: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(NlpsuiteError) as caught:
+        load_model("AutoModelForSequenceClassification", str(tiny_classifier),
+                   backend="onnx", quantize="int8-mixed")
+    message = str(caught.value)
+    assert "\n" not in message and "'int8-mixed' is torch-only" in message
+
+
 def test_int8_refuses_cuda(tiny_classifier: Path) -> None:
     with pytest.raises(NlpsuiteError, match="CPU only"):
         load_model(
