@@ -36,7 +36,7 @@ OUT = ROOT / "benchmarks" / "out"
 SQUAD_DEV = ROOT.parent / "shared" / "datasets" / "squad-v1.1" / "dev-v1.1.json"
 sys.path.insert(0, str(ROOT))  # for tests.tiny_models
 
-from timing import best_seconds  # noqa: E402
+from timing import best_seconds, quiet_transformers  # noqa: E402
 
 from tests import tiny_models  # noqa: E402
 
@@ -201,12 +201,8 @@ def main() -> None:
 
     import torch
     import transformers
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    quiet_transformers(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         tiny = tiny_models.build_bert_qa(Path(scratch) / "tiny", max_length=512)

@@ -37,7 +37,7 @@ OUT = ROOT / "benchmarks" / "out"
 SST2_DEV = ROOT.parent / "shared" / "datasets" / "glue-sst2" / "dev.tsv"
 sys.path.insert(0, str(ROOT))  # for tests.tiny_models
 
-from timing import best_seconds  # noqa: E402
+from timing import best_seconds, quiet_transformers  # noqa: E402
 
 from tests import tiny_models  # noqa: E402
 
@@ -300,12 +300,8 @@ def main() -> None:
 
     import torch
     import transformers
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    quiet_transformers(args.threads)
     texts = sst2_sentences(args.sentences)
     results = []
     with tempfile.TemporaryDirectory() as scratch:

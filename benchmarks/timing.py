@@ -22,3 +22,15 @@ def best_seconds(actions: list[Callable[[], Any]], repeats: int) -> tuple[list[f
             results[i] = action()
             timings[i].append(time.perf_counter() - started)
     return [min(spent) for spent in timings], results
+
+
+def quiet_transformers(threads: int | None = None) -> None:
+    """No transformers warnings or progress bars in the output; ``threads`` torch threads if
+    given (else torch's own choice)."""
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    if threads:
+        torch.set_num_threads(threads)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,16 @@ def tiny_bart(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return tiny_seq2seq.build_bart(tmp_path_factory.mktemp("bart"),
                                    task_specific_params=BART_TASK_PARAMS)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a test module, put back after it: tiny models gain nothing from a
+    second thread, and on a busy 2-core machine two spinning OpenMP threads make each step many
+    times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,17 +13,8 @@ from nlpsuite.training import TrainConfig, TrainResult, train
 from tests.helpers import nlpsuite, one_error_line
 from tests.test_training import NEGATIVE, POSITIVE, TOY, losses, write_toy
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    # As in test_training: tiny models gain nothing from a second thread, and lose a lot to it
-    # on a busy machine.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models gain nothing from a second thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

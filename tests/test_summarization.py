@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,8 @@ from tests import tiny_seq2seq
 from tests.conftest import BART_TASK_PARAMS
 from tests.helpers import nlpsuite, one_error_line
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """A 32-wide model gains nothing from threads, and loses a lot when the cores are shared."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models gain nothing from a second thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def summarizer(model: Path, **options: Any) -> Summarizer:

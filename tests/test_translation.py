@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,8 @@ from nlpsuite.metrics import BLEU, CHRF
 from tests import tiny_seq2seq
 from tests.helpers import nlpsuite, one_error_line
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """A 32-wide model gains nothing from threads, and loses a lot when the cores are shared."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models gain nothing from a second thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def paragraph(rng: random.Random, sentences: int) -> str:
