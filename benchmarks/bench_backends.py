@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from collections.abc import Callable
@@ -36,7 +34,7 @@ OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import best_seconds  # noqa: E402
+from timing import best_seconds, machine  # noqa: E402
 
 
 def bench_embed(count: int, repeats: int) -> list[dict[str, Any]]:
@@ -46,7 +44,7 @@ def bench_embed(count: int, repeats: int) -> list[dict[str, Any]]:
     from sentence_transformers import SentenceTransformer
 
     from nlpsuite import RunConfig
-    from nlpsuite.models import resolve_model
+    from nlpsuite.checkpoints import resolve_model
 
     model = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
     sentences = sts_sentences(count)
@@ -78,7 +76,7 @@ def bench_sentiment(count: int, repeats: int, folder: Path) -> list[dict[str, An
     from bench_sentiment import build_base_classifier, sst2_sentences
 
     from nlpsuite import load_runner
-    from nlpsuite.tasks import get_task
+    from nlpsuite.lookup import get_task
 
     task = get_task("sentiment")
     sentences = [task.make_input(text, "sst2") for text in sst2_sentences(count)]
@@ -169,9 +167,7 @@ def main() -> None:
     print_table(rows)
     OUT.mkdir(parents=True, exist_ok=True)
     report = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpus": os.cpu_count()},
+        "machine": machine(),
         "quick": args.quick,
         "results": rows,
     }

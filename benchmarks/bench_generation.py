@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -34,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))  # for tests.tiny_seq2seq
 
-from timing import best_seconds  # noqa: E402
+from timing import best_seconds, machine  # noqa: E402
 
 from tests import tiny_seq2seq  # noqa: E402
 
@@ -161,9 +159,7 @@ def main() -> None:
                                 args.batch_size, args.repeats)
     OUT.mkdir(parents=True, exist_ok=True)
     report = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpus": os.cpu_count()},
+        "machine": machine(),
         "results": rows,
     }
     path = OUT / "bench_generation.json"

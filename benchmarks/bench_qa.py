@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from collections.abc import Callable
@@ -36,7 +35,7 @@ OUT = ROOT / "benchmarks" / "out"
 SQUAD_DEV = ROOT.parent / "shared" / "datasets" / "squad-v1.1" / "dev-v1.1.json"
 sys.path.insert(0, str(ROOT))  # for tests.tiny_models
 
-from timing import best_seconds, quiet_transformers  # noqa: E402
+from timing import best_seconds, machine, quiet_transformers  # noqa: E402
 
 from tests import tiny_models  # noqa: E402
 
@@ -199,9 +198,6 @@ def main() -> None:
     if args.quick:
         args.examples, args.repeats = min(args.examples, 8), 1
 
-    import torch
-    import transformers
-
     quiet_transformers(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -227,15 +223,7 @@ def main() -> None:
         )
     report = {
         "benchmark": "question-answering",
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "load_average_1_5_15_min": list(os.getloadavg()),
-        },
+        "machine": machine(),
         "settings": {
             "examples": args.examples,
             "repeats": args.repeats,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))  # for tests.tiny_models
+
+from timing import machine  # noqa: E402
 
 from tests import tiny_models  # noqa: E402
 
@@ -130,12 +131,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "run-first-output",
-                "machine": {
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "cpus": os.cpu_count(),
-                    "load_average_1_5_15_min": list(os.getloadavg()),
-                },
+                "machine": machine(),
                 "repeat": repeat,
                 "result": result,
             },

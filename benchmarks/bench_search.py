@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from timing import best_seconds
+from timing import best_seconds, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 STS_DEV = ROOT.parent / "shared" / "datasets" / "stsbenchmark" / "sts-dev.csv"
@@ -69,7 +68,7 @@ def embedding_throughput(count: int, repeats: int) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
     from nlpsuite import RunConfig
-    from nlpsuite.models import resolve_model
+    from nlpsuite.checkpoints import resolve_model
 
     sentences = sts_sentences(count)
     config = RunConfig(model=MODEL, batch_size=32)
@@ -259,22 +258,12 @@ def main() -> None:
         parser.error("--queries must be at least 32 (one batch of 32 is timed)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    import torch
-
     embedding = embedding_throughput(args.sentences, args.repeats)
     corpus, latency = query_latency(sizes, args.query_repeats, args.real, args.queries)
     report = {
         "benchmark": "semantic-search",
         "model": MODEL,
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-            # Other work on a shared machine skews figures; the load says how busy it was.
-            "load_average_1_5_15_min": list(os.getloadavg()),
-        },
+        "machine": machine(),
         "embedding": embedding,
         "corpus": corpus,
         "query_latency": latency,

@@ -23,7 +23,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -37,7 +36,7 @@ OUT = ROOT / "benchmarks" / "out"
 SST2_DEV = ROOT.parent / "shared" / "datasets" / "glue-sst2" / "dev.tsv"
 sys.path.insert(0, str(ROOT))  # for tests.tiny_models
 
-from timing import best_seconds, quiet_transformers  # noqa: E402
+from timing import best_seconds, machine, quiet_transformers  # noqa: E402
 
 from tests import tiny_models  # noqa: E402
 
@@ -298,9 +297,6 @@ def main() -> None:
     if args.quick:
         args.sentences, args.repeats = min(args.sentences, 100), 1
 
-    import torch
-    import transformers
-
     quiet_transformers(args.threads)
     texts = sst2_sentences(args.sentences)
     results = []
@@ -324,15 +320,7 @@ def main() -> None:
     print_table(results)
     report = {
         "benchmark": "sentiment",
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "load_average_1_5_15_min": list(os.getloadavg()),
-        },
+        "machine": machine(),
         "settings": {
             "sentences": len(texts),
             "repeats": args.repeats,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -34,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from timing import machine
 
 from nlpsuite.errors import NlpsuiteError
 
@@ -163,7 +164,8 @@ PLAN = [
 
 
 def evaluate_run(run: Run, datasets: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from nlpsuite.harness import EvalRequest, evaluate
+    from nlpsuite.harness import evaluate
+    from nlpsuite.results import EvalRequest
 
     out = RUNS / run.name
     if not args.resume and out.exists():
@@ -234,20 +236,6 @@ def markdown(rows: list[dict[str, Any]], skipped: list[str]) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def machine(device: str) -> dict[str, Any]:
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "device": device,
-        # Other work on a shared machine slows the figures; the load says how busy it was.
-        "load_average_1_5_15_min": list(os.getloadavg()),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -298,7 +286,7 @@ def main() -> None:
     report = {
         "benchmark": "eval_real_data",
         "datasets_folder": str(datasets),
-        "machine": machine(args.device),
+        "machine": machine(device=args.device),
         "note": RANDOM_NOTE,
         "runs": rows,
         "skipped": skipped,

@@ -16,13 +16,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from timing import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks"
@@ -251,28 +252,6 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
 }
 
 
-def machine() -> dict[str, Any]:
-    import torch
-    import transformers
-
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer inputs and repeats")
@@ -323,7 +302,7 @@ def main() -> None:
         "its baseline; absolute figures depend on the machine and on what else ran on it.",
         "",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {info['cpu']}, {info['cores']} cores (torch threads {info['torch_threads']}),"
+        f"- machine: {info['cpu']}, {info['cpus']} cores (torch threads {info['torch_threads']}),"
         f" {info['platform']}",
         f"- python {info['python']}, torch {info['torch']}, transformers {info['transformers']}",
         f"- mode: {'quick' if args.quick else 'full'}; load average before "

@@ -1,9 +1,12 @@
-"""Timing shared by the benchmark scripts."""
+"""Timing, and a description of the machine it ran on, shared by the benchmark scripts."""
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -34,3 +37,36 @@ def quiet_transformers(threads: int | None = None) -> None:
     transformers_logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
+
+
+def machine(**extra: Any) -> dict[str, Any]:
+    """The machine a benchmark ran on, for the ``"machine"`` entry of its JSON report.
+
+    CPU model and count, torch threads, platform, the versions of python, torch, transformers
+    and numpy, and the load average: other work on a shared machine skews figures, the load says
+    how busy it was. ``extra`` entries are added (``device="cuda"``, say). Call it after the
+    timings, so that torch threads are those the benchmark ran with.
+    """
+    import numpy
+    import torch
+    import transformers
+
+    cpu = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "load_average_1_5_15_min": list(os.getloadavg()),
+        **extra,
+    }

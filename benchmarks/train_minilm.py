@@ -61,7 +61,8 @@ def minilm() -> str:
 
 def harness(task: str, model: Path, dataset: Path, name: str, options: dict[str, Any]) -> dict:
     """``nlpsuite eval`` on ``model``: the accuracy figures come from the harness."""
-    from nlpsuite.harness import EvalRequest, evaluate
+    from nlpsuite.harness import evaluate
+    from nlpsuite.results import EvalRequest
 
     # The harness resumes a folder with the same request, and a retrained model keeps its path:
     # start over so the figures are this model's.
@@ -151,8 +152,8 @@ def stage_quantize(args: argparse.Namespace) -> dict[str, Any]:
 
 def stage_speed(args: argparse.Namespace) -> dict[str, Any]:
     """Every model on the same 872 dev sentences, taking turns: ratios within one run."""
-    from nlpsuite.datasets import load_dataset
-    from nlpsuite.tasks import get_task, load_runner
+    from nlpsuite.catalog import load_dataset
+    from nlpsuite.lookup import get_task, load_runner
 
     task = get_task("sentiment")
     examples = load_dataset(str(SST2_DEV), "sentiment")

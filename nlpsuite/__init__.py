@@ -7,7 +7,9 @@ __version__ = "0.1.0"
 
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.hookspecs import hookimpl
-from nlpsuite.tasks import Option, RunConfig, Task, get_task, list_tasks, load_runner, run
+from nlpsuite.lookup import get_task, list_tasks, load_runner, run
+from nlpsuite.options import Option
+from nlpsuite.tasks import RunConfig, Task
 
 __all__ = [
     "NlpsuiteError",

@@ -5,7 +5,7 @@ class, for what the tasks use of it: called with a tokenized batch (torch tensor
 transformers ``ModelOutput`` (``.logits``, ``.start_logits``/``.end_logits``,
 ``.last_hidden_state``) holding torch tensors on the CPU, and it has ``.config``. A seq2seq model
 has ``.generation_config`` and either transformers' ``generate`` or :meth:`TokenGenerator.
-generate_tokens`. Tasks never name a backend: they call :func:`nlpsuite.models.load_model` with
+generate_tokens`. Tasks never name a backend: they call :func:`nlpsuite.lookup.load_model` with
 ``backend=config.backend`` and get whichever the user chose.
 
 A backend is chosen by a spec string: its name, optionally with options, e.g. ``onnx``,
@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from nlpsuite.errors import NlpsuiteError
-from nlpsuite.tasks import Option
+from nlpsuite.options import Option
+from nlpsuite.records import write_folder_atomic
 
 DEFAULT_BACKEND = "torch"
 CACHE_ENV = "NLPSUITE_CACHE"
@@ -84,71 +82,6 @@ class TokenGenerator(Protocol):
         ...
 
 
-def _load_torch(config: BackendConfig) -> Any:
-    from nlpsuite.models import load_model
-
-    return load_model(config.auto_class, config.model, device=config.device,
-                      trust_remote_code=config.trust_remote_code,
-                      quantize=config.options.get("quantize"))
-
-
-# Part of the core rather than a plugin, so that NLPSUITE_LOAD_PLUGINS can never leave a suite
-# without its default engine.
-TORCH = Backend(
-    name="torch",
-    description="PyTorch and transformers, as the checkpoint was written (the default)",
-    load=_load_torch,
-    devices=("cpu", "cuda"),
-    options=(Option("quantize", str, None,
-                    "int8: dynamic int8 quantization of the linear layers (CPU only); "
-                    "int8-mixed: all but the feed-forward output layers"),),
-    requires=("torch", "transformers"),
-)
-
-
-def get_backend(name: str) -> Backend:
-    """The registered backend called ``name``."""
-    from nlpsuite.plugins import registry
-
-    return registry().backend(name)
-
-
-def list_backends() -> list[Backend]:
-    """Every registered backend, sorted by name."""
-    from nlpsuite.plugins import registry
-
-    return sorted(registry().backends.values(), key=lambda backend: backend.name)
-
-
-def parse_backend(spec: str) -> tuple[Backend, dict[str, Any]]:
-    """``name[:key=value,...]`` to the backend and its options (validated, defaults filled).
-
-    Unknown names and options, and engines that are not installed, are one-line errors.
-    """
-    name, _, given = spec.strip().partition(":")
-    backend = get_backend(name.strip())
-    declared = {option.name: option for option in backend.options}
-    values: dict[str, Any] = {}
-    for pair in filter(None, (part.strip() for part in given.split(","))):
-        key, separator, value = pair.partition("=")
-        key = key.strip()
-        if not separator or not key:
-            raise NlpsuiteError(f"backend '{spec}': expected NAME:KEY=VALUE,..., got {pair!r}")
-        if key not in declared:
-            known = ", ".join(declared) or "none"
-            raise NlpsuiteError(
-                f"unknown option '{key}' for backend '{backend.name}' (known options: {known})"
-            )
-        values[key] = declared[key].coerce(value.strip())
-    if not backend.installed:
-        raise NlpsuiteError(
-            f"backend '{backend.name}' is not installed: {backend.install_hint()}"
-        )
-    return backend, {
-        option.name: values.get(option.name, option.default) for option in backend.options
-    }
-
-
 def backend_label(backend: Backend, options: Mapping[str, Any]) -> str:
     """The canonical spec: the name, then the options that differ from their defaults."""
     changed = [
@@ -159,11 +92,6 @@ def backend_label(backend: Backend, options: Mapping[str, Any]) -> str:
     return backend.name + (":" + ",".join(changed) if changed else "")
 
 
-def canonical_backend(spec: str) -> str:
-    """``spec`` checked and written the one way results and caches record it."""
-    return backend_label(*parse_backend(spec))
-
-
 def cache_dir(*parts: str) -> Path:
     """Where backends keep conversions: ``$NLPSUITE_CACHE``, else ``~/.cache/nlpsuite``."""
     root = os.environ.get(CACHE_ENV) or Path(
@@ -172,50 +100,10 @@ def cache_dir(*parts: str) -> Path:
     return Path(root).expanduser().joinpath(*parts)
 
 
-def local_checkpoint(config: BackendConfig) -> Path:
-    """The folder holding ``config.model``'s files: a directory as given, a bundled model, or the
-    Hugging Face cache (the torch loader downloads it first where the hub can be reached)."""
-    from nlpsuite.models import load_model, resolve_model
-
-    found = Path(resolve_model(config.model))
-    if found.is_dir():
-        return found
-    snapshot = _hub_snapshot(config.model)
-    if snapshot is None:
-        load_model(config.auto_class, config.model, trust_remote_code=config.trust_remote_code)
-        snapshot = _hub_snapshot(config.model)
-    if snapshot is None:
-        raise NlpsuiteError(f"model '{config.model}': no local copy of its files to convert")
-    return snapshot
-
-
-def _hub_snapshot(model: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model, local_files_only=True))
-    except Exception:  # not cached, or no huggingface_hub: the caller downloads or explains
-        return None
-
-
 def convert_once(target: Path, convert: Callable[[Path], None]) -> Path:
-    """``target``, made by ``convert(folder)`` into a fresh folder and renamed into place, so a
-    crash or a second process converting at the same time never leaves half a conversion."""
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    scratch.mkdir()
-    try:
-        convert(scratch)
-        try:
-            scratch.rename(target)
-        except OSError:
-            if not target.is_dir():  # not a race lost to another process: a real failure
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return target
+    """``target``, made by ``convert(folder)`` once: a crash or a second process converting at
+    the same time never leaves half a conversion."""
+    return write_folder_atomic(target, convert, replace=False)
 
 
 def cpu_threads() -> int:

@@ -42,7 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nlpsuite.checkpoints import weights_sha256
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.harness import evaluate
+from nlpsuite.results import EvalRequest, RunResult, request_fields
 
 logger = logging.getLogger("nlpsuite")
 
@@ -112,10 +115,8 @@ class BenchRun:
         parts = (self.task, Path(self.dataset_key or self.dataset).name, self.model.name)
         return "--".join(_slug(part) for part in parts) + f"--{digest}"
 
-    def request(self, out: Path) -> Any:
+    def request(self, out: Path) -> EvalRequest:
         """The harness request that makes this run in ``out``."""
-        from nlpsuite.harness import EvalRequest
-
         return EvalRequest(
             task=self.task,
             dataset=self.dataset,
@@ -301,21 +302,16 @@ def _block(
 def is_complete(run: BenchRun, out: Path) -> bool:
     """Whether ``out`` holds this run's results, made from the same request and weights (a
     model retrained in its folder must be evaluated again)."""
-    from nlpsuite.harness import request_fields
-    from nlpsuite.models import weights_sha256
-
     results_file = out / run.folder / "results.json"
     try:
-        results = json.loads(results_file.read_text(encoding="utf-8"))
-        recorded, model = results.get("request"), results.get("model", {})
-        weights = model.get("weights_sha256")
-        model_id = model["id"]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        results = RunResult.read(results_file)
+    except NlpsuiteError:
         return False
     wanted = request_fields(run.request(out))
-    if not (isinstance(recorded, dict) and _same_request(recorded, wanted)):
+    if results.request is None or not _same_request(results.request, wanted):
         return False
-    return weights is None or weights == weights_sha256(model_id)
+    weights = results.model.weights_sha256
+    return weights is None or weights == weights_sha256(results.model.id)
 
 
 def _same_request(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
@@ -335,7 +331,6 @@ def run_suite(
 ) -> list[Outcome]:
     """Run every incomplete run of ``suite`` into ``out``; a run that fails is reported and the
     rest go on. ``force`` runs complete ones again, from scratch."""
-    from nlpsuite.harness import evaluate
 
     missing = suite.missing_models()
     if missing:

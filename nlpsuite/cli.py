@@ -12,10 +12,21 @@ from typing import Any
 import click
 
 from nlpsuite import __version__
+from nlpsuite import plugins as plugin_registry
+from nlpsuite.bench import load_suite, plan, run_suite, summary
+from nlpsuite.distillation import DistillConfig, distill
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.models import QUANTIZE_MODES
-from nlpsuite.plugins import registry
-from nlpsuite.tasks import Task, list_tasks, load_runner
+from nlpsuite.harness import evaluate
+from nlpsuite.lookup import canonical_backend, list_backends, list_tasks, load_runner
+from nlpsuite.models import resolve_device
+from nlpsuite.quantization import quantize_checkpoint
+from nlpsuite.quantized import QUANTIZE_MODES
+from nlpsuite.records import iter_records, to_json, write_atomic
+from nlpsuite.report import build, parse_formats, render, write
+from nlpsuite.results import EvalRequest
+from nlpsuite.scoring import score_files
+from nlpsuite.tasks import Task
+from nlpsuite.training import TrainConfig, train
 
 # Inputs are handed to the runner this many at a time, so output starts before a big file ends.
 CHUNK = 1024
@@ -54,7 +65,7 @@ class _RootGroup(_Group):
     def _add_plugin_commands(self) -> None:
         if not self.plugin_commands_added:
             self.plugin_commands_added = True
-            registry().add_commands(self)
+            plugin_registry.registry().add_commands(self)
 
 
 class _TaskGroup(_Group):
@@ -64,7 +75,7 @@ class _TaskGroup(_Group):
         return [task.name for task in list_tasks()]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        return _run_command(registry().task(name))
+        return _run_command(plugin_registry.registry().task(name))
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -85,7 +96,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per plugin.")
 def plugins(as_json: bool) -> None:
     """List plugins, what they provide, and whether they loaded."""
-    for info in registry().plugins:
+    for info in plugin_registry.registry().plugins:
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(info) | {"ok": info.ok}))
             continue
@@ -100,7 +111,6 @@ def plugins(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per backend.")
 def backends(as_json: bool) -> None:
     """List inference engines for --backend, and whether each is installed."""
-    from nlpsuite.backends import list_backends
 
     for backend in list_backends():
         installed = backend.installed
@@ -185,8 +195,6 @@ def eval_command(task_name: str, dataset: str, model: str | None, out: str | Non
     """Evaluate TASK with its metrics on a dataset; resumes an interrupted run."""
     from pathlib import Path
 
-    from nlpsuite.backends import canonical_backend
-    from nlpsuite.harness import EvalRequest, evaluate
 
     backend = canonical_backend(backend)
     parts = (task_name, model or "default", dataset) + ((backend,) if backend != "torch" else ())
@@ -242,8 +250,6 @@ def train_command(task_name: str, model: str, train_data: str, validation: str |
     """Fine-tune MODEL for TASK and save a Hugging Face checkpoint with its log and model card."""
     from pathlib import Path
 
-    from nlpsuite.models import resolve_device
-    from nlpsuite.training import TrainConfig, train
 
     config = TrainConfig(
         task=task_name, model=model, train=train_data, out=Path(out), validation=validation,
@@ -311,8 +317,6 @@ def distill_command(task_name: str, teacher: str, student: str | None,
     teacher and student (accuracy, examples/s, size)."""
     from pathlib import Path
 
-    from nlpsuite.distillation import DistillConfig, distill
-    from nlpsuite.training import TrainConfig
 
     keep = None
     if keep_layers is not None:
@@ -357,7 +361,6 @@ def quantize_command(model: str, out: str, mode: str) -> None:
     only (`nlpsuite run/eval --model DIR2`), not with plain transformers."""
     from pathlib import Path
 
-    from nlpsuite.quantization import quantize_checkpoint
 
     result = quantize_checkpoint(model, Path(out), mode=mode)
     before = f"{result.bytes_before / 2**20:.1f} MiB" if result.bytes_before else "unknown"
@@ -379,7 +382,6 @@ def quantize_command(model: str, out: str, mode: str) -> None:
 def score(task_name: str, predictions: str, references: tuple[str, ...],
           metric_names: tuple[str, ...], as_json: bool) -> None:
     """Score a predictions file against reference files with TASK's metrics (no model)."""
-    from nlpsuite.scoring import score_files
 
     report = score_files(task_name, predictions, references, metric_names or None)
     for note in report.notes:
@@ -396,7 +398,7 @@ def score(task_name: str, predictions: str, references: tuple[str, ...],
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per dataset.")
 def datasets_command(as_json: bool) -> None:
     """List registered datasets with their task, size, licence and description."""
-    for name, dataset in sorted(registry().datasets.items()):
+    for name, dataset in sorted(plugin_registry.registry().datasets.items()):
         try:
             size: int | None = len(dataset.load())
         except NlpsuiteError:  # e.g. a dataset whose files are not on this machine
@@ -422,7 +424,6 @@ def bench(suite_file: str, out: str, list_only: bool, force: bool) -> None:
     """Run a benchmark suite (TOML: tasks x models x datasets); skips complete runs."""
     from pathlib import Path
 
-    from nlpsuite.bench import load_suite, plan, run_suite, summary
 
     suite = load_suite(suite_file)
     if list_only:
@@ -452,7 +453,6 @@ def leaderboard(results_dir: str, formats: str, out: str | None) -> None:
     """Rank the runs under DIR (every results.json) by each task's primary metric."""
     from pathlib import Path
 
-    from nlpsuite.report import build, parse_formats, render, write
 
     chosen = parse_formats(formats)
     if out is None and len(chosen) > 1:
@@ -605,7 +605,6 @@ def _parse_pairs(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
 def _inputs(
     task: Task, texts: tuple[str, ...], input_path: str | None, primary: str, shared: dict[str, str]
 ) -> Iterator[Any]:
-    from nlpsuite.records import iter_records
 
     if input_path is not None:
         if texts:
@@ -644,7 +643,6 @@ class _writer:
         self.lines: list[str] = []
         self.format: Callable[[Any], str]
         if path is not None or as_json:
-            from nlpsuite.records import to_json
 
             self.format = to_json
         else:
@@ -662,7 +660,6 @@ class _writer:
 
     def __exit__(self, kind: Any, *rest: Any) -> None:
         if self.path is not None and kind is None:
-            from nlpsuite.records import write_atomic
 
             write_atomic(self.path, "".join(self.lines))
 

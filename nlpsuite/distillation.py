@@ -28,11 +28,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlpsuite.batching import encode_truncated, map_sorted, pad_batch
+from nlpsuite.checkpoints import model_size
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.training import Progress, TrainConfig, TrainingSetup, TrainResult
+from nlpsuite.harness import map_labels
+from nlpsuite.lookup import get_task, list_tasks
+from nlpsuite.models import load_config, load_tokenizer
+from nlpsuite.records import write_atomic
+from nlpsuite.tasks import RunConfig
+from nlpsuite.training import (
+    Progress,
+    TrainConfig,
+    TrainingSetup,
+    TrainResult,
+    load_base_model,
+    load_examples,
+    train,
+)
+from nlpsuite.training import command_line as train_line
 
-# The tasks a student can be distilled for: classifiers whose features carry ``labels``.
-DISTILLABLE = ("sentiment",)
 TEACHER_LOGITS = "teacher_logits"
 
 
@@ -156,7 +170,6 @@ def teacher_logits(
     """The teacher's logits for every text, computed once in length-sorted batches."""
     import torch
 
-    from nlpsuite.batching import encode_truncated, map_sorted, pad_batch
 
     rows, _ = encode_truncated(tokenizer, texts, max_length)
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
@@ -176,13 +189,12 @@ def distill(
     config: DistillConfig, progress: Callable[[Progress], None] | None = None
 ) -> DistillResult:
     """Train the student into ``config.train.out``, then compare it with the teacher."""
-    from nlpsuite.models import load_config
-    from nlpsuite.training import train
 
     trained = config.train
-    if trained.task not in DISTILLABLE:
+    if not get_task(trained.task).distillable:
+        distillable = ", ".join(task.name for task in list_tasks() if task.distillable)
         raise NlpsuiteError(
-            f"task '{trained.task}' cannot be distilled (distillable: {', '.join(DISTILLABLE)})"
+            f"task '{trained.task}' cannot be distilled (distillable: {distillable or 'none'})"
         )
     _check(config)
     keep: tuple[int, ...] | None = None
@@ -217,9 +229,6 @@ def _recipe(
     config: DistillConfig, keep: tuple[int, ...] | None
 ) -> Callable[[TrainConfig], TrainingSetup]:
     def build(trained: TrainConfig) -> TrainingSetup:
-        from nlpsuite.models import load_config, load_tokenizer
-        from nlpsuite.tasks import get_task
-        from nlpsuite.training import load_base_model, load_examples
 
         task = get_task(trained.task)
         assert task.train is not None
@@ -282,10 +291,6 @@ def compare(
 ) -> tuple[ModelFigures, ModelFigures]:
     """Teacher and student side by side, in this process: validation metrics, examples per
     second (best of ``repeats`` passes, taking turns, after a warm-up) and weight size."""
-    from nlpsuite.harness import _model_size
-    from nlpsuite.models import load_config
-    from nlpsuite.tasks import get_task
-    from nlpsuite.training import load_examples
 
     task = get_task(trained.task)
     options = task.parse_options(trained.options)
@@ -298,7 +303,7 @@ def compare(
     for role, model in roles.items():
         scored, speed = measure(task, model, examples, options, trained, repeats,
                                 score=trained.validation is not None)
-        size = _model_size(model)
+        size = model_size(model)
         figures[role] = ModelFigures(
             role, model, scored, speed, size["parameters"], size["weights_bytes"],
             getattr(load_config(model), "num_hidden_layers", None),
@@ -311,8 +316,6 @@ def measure(
     trained: TrainConfig, repeats: int, *, score: bool = True,
 ) -> tuple[dict[str, float], float]:
     """The task's metrics on ``examples`` and the best examples/s of ``repeats`` passes."""
-    from nlpsuite.harness import map_labels
-    from nlpsuite.tasks import RunConfig
 
     runner = task.load(RunConfig(model=model, device=trained.device, batch_size=32,
                                  options=options))
@@ -326,7 +329,6 @@ def measure(
         best = max(best, len(inputs) / max(time.perf_counter() - started, 1e-9))
     if not score:
         return {}, best
-    from nlpsuite.models import load_config
 
     predictions = [task.prediction(output) for output in outputs]
     config = load_config(model)
@@ -336,7 +338,6 @@ def measure(
 
 
 def _add_to_card(card: Path, teacher: ModelFigures, student: ModelFigures) -> None:
-    from nlpsuite.records import write_atomic
 
     text = card.read_text(encoding="utf-8")
     names = list(teacher.metrics)
@@ -363,7 +364,6 @@ def _add_to_card(card: Path, teacher: ModelFigures, student: ModelFigures) -> No
 
 def command_line(config: DistillConfig, keep: tuple[int, ...] | None) -> str:
     """The ``nlpsuite distill`` command line that repeats ``config``."""
-    from nlpsuite.training import command_line as train_line
 
     words = shlex.split(train_line(config.train))
     words[1] = "distill"

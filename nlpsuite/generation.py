@@ -17,14 +17,14 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nlpsuite.batching import map_sorted, model_max_length
 from nlpsuite.decoding import greedy, settings, unsupported
 from nlpsuite.errors import NlpsuiteError
-
-if TYPE_CHECKING:
-    from nlpsuite.tasks import RunConfig
+from nlpsuite.lookup import load_model
+from nlpsuite.models import load_tokenizer
+from nlpsuite.tasks import RunConfig
 
 # Counts tokens of each text exactly as the model will see it (prefix and special tokens included).
 Counter = Callable[[Sequence[str]], list[int]]
@@ -392,7 +392,6 @@ def _decoder_room(config: Any) -> int | None:
 def load_seq2seq(config: RunConfig, prefix: Callable[[Any, Any], str] | str = "") -> Seq2Seq:
     """``config.model`` as a :class:`Seq2Seq`; ``prefix`` may be a function of the checkpoint's
     config and tokenizer."""
-    from nlpsuite.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     model = load_model(

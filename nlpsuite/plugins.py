@@ -18,10 +18,11 @@ from typing import Any
 import pluggy
 
 from nlpsuite import hookspecs
-from nlpsuite.backends import TORCH, Backend
-from nlpsuite.datasets import Dataset
+from nlpsuite.backends import Backend
+from nlpsuite.datasets import Dataset, DatasetFormat
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric
+from nlpsuite.models import TORCH
 from nlpsuite.tasks import Task
 
 GROUP = "nlpsuite"
@@ -41,6 +42,7 @@ class PluginInfo:
     metrics: tuple[str, ...] = ()
     error: str | None = None
     backends: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -55,10 +57,12 @@ class _Registrations:
     datasets: dict[str, Dataset] = field(default_factory=dict)
     metrics: dict[str, Metric] = field(default_factory=dict)
     backends: dict[str, Backend] = field(default_factory=dict)
+    formats: dict[str, DatasetFormat] = field(default_factory=dict)
 
 
 class Registry:
-    """Tasks, datasets, metrics and backends by name, and a report on every plugin tried."""
+    """Tasks, datasets, metrics and backends by name, dataset formats in the order plugins
+    loaded (the first that recognises a path reads it), and a report on every plugin tried."""
 
     def __init__(self) -> None:
         self.manager = pluggy.PluginManager(GROUP)
@@ -67,6 +71,7 @@ class Registry:
         self.datasets: dict[str, Dataset] = {}
         self.metrics: dict[str, Metric] = {}
         self.backends: dict[str, Backend] = {TORCH.name: TORCH}
+        self.formats: list[DatasetFormat] = []
         self.plugins: list[PluginInfo] = []
         self._owner: dict[tuple[str, str], str] = {("backend", TORCH.name): "nlpsuite"}
 
@@ -102,6 +107,8 @@ class Registry:
             self._call(plugin, "register_datasets", register=_collector(staged.datasets, Dataset))
             self._call(plugin, "register_metrics", register=_collector(staged.metrics, Metric))
             self._call(plugin, "register_backends", register=_collector(staged.backends, Backend))
+            self._call(plugin, "register_dataset_formats",
+                       register=_collector(staged.formats, DatasetFormat))
             for task in staged.tasks.values():
                 for metric in task.metrics:
                     staged.metrics.setdefault(metric.name, metric)
@@ -118,6 +125,8 @@ class Registry:
         ):
             getattr(self, f"{kind}s").update(items)
             self._owner.update({(kind, key): name for key in items})
+        self.formats += staged.formats.values()
+        self._owner.update({("dataset format", key): name for key in staged.formats})
         info = PluginInfo(
             name,
             package,
@@ -126,6 +135,7 @@ class Registry:
             tuple(staged.datasets),
             tuple(staged.metrics),
             backends=tuple(staged.backends),
+            formats=tuple(staged.formats),
         )
         self.plugins.append(info)
         return info
@@ -161,7 +171,8 @@ class Registry:
 
     def _check_taken(self, staged: _Registrations) -> None:
         for kind, items in (
-            ("task", staged.tasks), ("dataset", staged.datasets), ("backend", staged.backends)
+            ("task", staged.tasks), ("dataset", staged.datasets), ("backend", staged.backends),
+            ("dataset format", staged.formats),
         ):
             for key in items:
                 if (kind, key) in self._owner:

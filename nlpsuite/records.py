@@ -6,10 +6,12 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import types
 import typing
-from collections.abc import Iterable, Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,45 @@ def write_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_folder_atomic(target: Path, fill: Callable[[Path], None], *, replace: bool) -> Path:
+    """``target`` made by ``fill(folder)`` into a fresh folder beside it and renamed into place,
+    so readers and a crash never see half of it.
+
+    An existing ``target`` is kept as it is unless ``replace``; then the new folder takes its
+    place (the old one is put back if that fails). Two processes making the same folder at once
+    both succeed: the one that renames second keeps the first's when not replacing.
+    """
+    if target.is_dir() and not replace:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # mkdir rather than mkdtemp: the folder should get the user's usual permissions.
+    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    scratch.mkdir()
+    try:
+        fill(scratch)
+        if target.exists() and replace:
+            _swap_folder(scratch, target)
+        else:
+            try:
+                scratch.rename(target)
+            except OSError:
+                if not target.is_dir():  # not a race lost to another process: a real failure
+                    raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _swap_folder(new: Path, target: Path) -> None:
+    # A directory cannot be atomically replaced by a non-empty one; move the old one aside
+    # first and put it back if the second rename fails.
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

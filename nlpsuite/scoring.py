@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nlpsuite.datasets import numbered_lines
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.metrics import Metric, find_metric, squad_exact, squad_f1, squad_v2_exact, squad_v2_f1
+from nlpsuite.lookup import find_metric, get_task
+from nlpsuite.metrics import Metric, squad_exact, squad_f1, squad_v2_exact, squad_v2_f1
 from nlpsuite.records import read_json
+from nlpsuite.squad import load_squad, squad_version
 
 TEXT_TASKS = ("translation", "summarization")
 QUESTION_ANSWERING = "question-answering"
@@ -80,8 +83,6 @@ def score_files(
 ) -> ScoreReport:
     """Score a prediction file against reference file(s) for ``task`` (see the module doc)."""
     if task not in SCORABLE:
-        from nlpsuite.tasks import get_task
-
         get_task(task)  # an unknown task gets the registry's "known tasks" message
         raise NlpsuiteError(f"score reads files for {', '.join(SCORABLE)}; not for task '{task}'")
     if not references:
@@ -97,8 +98,6 @@ def score_files(
 
 
 def _task_metrics(task: str) -> tuple[Metric, ...]:
-    from nlpsuite.tasks import get_task
-
     return get_task(task).metrics
 
 
@@ -123,9 +122,7 @@ def read_lines(path: Path, role: str) -> list[str]:
     """The lines of a UTF-8 text file, split on "\\n" only (a final newline is optional)."""
     if not path.is_file():
         raise NlpsuiteError(f"{role} file not found: {path}")
-    from nlpsuite.datasets import _numbered_lines
-
-    return [line for _, line in _numbered_lines(path)]
+    return [line for _, line in numbered_lines(path)]
 
 
 def _aligned(predictions: Path, references: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
@@ -193,8 +190,6 @@ def score_squad(
     predictions: Path, dataset: Path, chosen: Sequence[Metric] | None = None
 ) -> ScoreReport:
     """Official SQuAD v1.1 or v2.0 scores of a prediction file against a SQuAD dataset file."""
-    from nlpsuite.datasets import load_squad, squad_version
-
     if not dataset.is_file():
         raise NlpsuiteError(f"references file not found: {dataset}")
     answers = read_squad_predictions(predictions)

@@ -61,10 +61,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlpsuite import plugins
+from nlpsuite.checkpoints import resolve_model
 from nlpsuite.datasets import Example
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.lookup import load_runner
 from nlpsuite.metrics import Metric
-from nlpsuite.tasks import Option, Runner, Task
+from nlpsuite.options import Option
+from nlpsuite.records import from_mapping
+from nlpsuite.tasks import Runner, Task
 
 CHECKS = (
     "declaration",
@@ -144,10 +149,9 @@ class _Checker:
         self.rel_tol = rel_tol
         self.abs_tol = abs_tol
         if isinstance(task, str):
-            from nlpsuite.plugins import registry
 
             try:
-                task = registry().task(task)
+                task = plugins.registry().task(task)
             except NlpsuiteError as error:
                 self.fail("declaration", str(error))
         self.task: Task = task
@@ -266,9 +270,8 @@ class _Checker:
                 )
 
     def check_metrics_registered(self) -> None:
-        from nlpsuite.plugins import registry
 
-        known = registry().metrics
+        known = plugins.registry().metrics
         for metric in self.task.metrics:
             if not isinstance(metric.higher_is_better, bool):
                 self.fail(
@@ -297,10 +300,9 @@ class _Checker:
     ) -> tuple[list[Any], list[Any] | None, dict[str, Any]]:
         dataset_options: dict[str, Any] = {}
         if examples is None:
-            from nlpsuite.plugins import registry
 
             datasets = sorted(
-                (d for d in registry().datasets.values() if d.task == self.task.name),
+                (d for d in plugins.registry().datasets.values() if d.task == self.task.name),
                 key=lambda dataset: dataset.name,
             )
             if not datasets:
@@ -335,8 +337,6 @@ class _Checker:
     def load(
         self, model: str, device: str, batch_size: int, options: Mapping[str, Any]
     ) -> tuple[Runner, Runner]:
-        from nlpsuite.models import resolve_model
-        from nlpsuite.tasks import load_runner
 
         try:
             local = Path(resolve_model(model)).is_dir()
@@ -378,7 +378,6 @@ class _Checker:
     # records
 
     def check_input_records(self, records: Sequence[Any]) -> None:
-        from nlpsuite.records import from_mapping
 
         for position, record in enumerate(records):
             text = self.json_text(dataclasses.asdict(record), f"input record {position}")
@@ -396,7 +395,6 @@ class _Checker:
                 )
 
     def check_output_record(self, output: Any) -> None:
-        from nlpsuite.records import from_mapping
 
         declared: type = self.task.output_type
         if not isinstance(output, declared):

@@ -30,8 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nlpsuite.batching import pad_batch
+from nlpsuite.catalog import dataset_fingerprint, load_dataset
+from nlpsuite.checkpoints import resolve_model
 from nlpsuite.datasets import Example
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.harness import map_labels
+from nlpsuite.lookup import get_task, list_tasks
+from nlpsuite.models import forget_model, load_or_explain, quiet_transformers
+from nlpsuite.quantized import quantization_of
+from nlpsuite.records import read_json, write_atomic
+from nlpsuite.results import package_versions
+from nlpsuite.tasks import RunConfig
 
 CHECKPOINT = "checkpoint"
 LOG = "training_log.jsonl"
@@ -137,7 +147,6 @@ def train(
 
     ``recipe`` builds the setup instead of the task's own ``train`` (``nlpsuite distill``);
     ``recipe_identity`` is what else must match for ``--resume`` (its settings)."""
-    from nlpsuite.tasks import get_task, list_tasks
 
     task = get_task(config.task)
     if task.train is None and recipe is None:
@@ -217,7 +226,6 @@ def train(
         examples_per_second=seen / max(busy, 1e-9),
         resumed_from_step=resumed_from,
     )
-    from nlpsuite.records import write_atomic
 
     write_atomic(out / "README.md", model_card(config, setup, result, identity))
     shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
@@ -249,7 +257,6 @@ _NOT_IDENTITY = {"out", "resume", "device", "checkpoint_every"}
 
 
 def _identity(config: TrainConfig) -> dict[str, Any]:
-    from nlpsuite.datasets import dataset_fingerprint
 
     fields = {
         f.name: getattr(config, f.name)
@@ -275,7 +282,6 @@ def _fresh(out: Path) -> None:
 
 def _previous_state(out: Path, identity: Mapping[str, Any]) -> dict[str, Any] | None:
     """The interrupted run's last checkpoint; None if it was stopped before its first one."""
-    from nlpsuite.records import read_json
 
     if not (out / CHECKPOINT / "run.json").is_file():
         finished = (out / "README.md").is_file() and (out / "config.json").is_file()
@@ -411,7 +417,6 @@ def _collator(tokenizer: Any) -> Callable[[Sequence[Mapping[str, Any]]], dict[st
     positions) as long, anything else (a teacher's logits) as float."""
     import torch
 
-    from nlpsuite.batching import pad_batch
 
     inputs = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -435,7 +440,6 @@ def _validate(
 ) -> dict[str, float]:
     import torch
 
-    from nlpsuite.tasks import RunConfig
 
     rng = torch.get_rng_state()  # loading and running a model must not shift dropout's stream
     _save_model(model, setup.tokenizer, out)
@@ -450,26 +454,16 @@ def _validate(
         inputs = [task.make_input(e.input, f"{config.validation}: {e.id}") for e in examples]
         outputs = runner(inputs)
     finally:
-        _forget(where)
+        forget_model(where)
         torch.set_rng_state(rng)
         model.train()
     predictions = [task.prediction(output) for output in outputs]
     references = [example.reference for example in examples]
     if "label" in {f.name for f in dataclasses.fields(task.output_type)}:
-        from nlpsuite.harness import map_labels
 
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         references = map_labels(references, labels, {})
     return {metric.name: float(metric.compute(predictions, references)) for metric in task.metrics}
-
-
-def _forget(model: str) -> None:
-    """Drop a model folder from nlpsuite's per-process model cache: it changes every epoch."""
-    from nlpsuite import models
-
-    with models._lock:
-        for key in [key for key in models._cache if model in key]:
-            del models._cache[key]
 
 
 def _save_model(model: Any, tokenizer: Any, out: Path) -> None:
@@ -484,8 +478,6 @@ def load_base_model(auto_class: str, model: str, *, trust_remote_code: bool = Fa
                     **kwargs: Any) -> Any:
     """A fresh (uncached) ``transformers.<auto_class>.from_pretrained(model)`` to fine-tune:
     a local folder or hub id as ``--model`` takes it, with nlpsuite's one-line errors."""
-    from nlpsuite.models import _load_or_explain, _quiet_transformers, resolve_model
-    from nlpsuite.quantization import quantization_of
 
     source = resolve_model(model)
     if quantization_of(source) is not None:
@@ -493,7 +485,7 @@ def load_base_model(auto_class: str, model: str, *, trust_remote_code: bool = Fa
             f"{model}: an int8 export (nlpsuite quantize) is for inference; start from the "
             f"float checkpoint it was made from"
         )
-    _quiet_transformers()
+    quiet_transformers()
 
     def load(source: str, local_only: bool) -> Any:
         import transformers
@@ -503,12 +495,11 @@ def load_base_model(auto_class: str, model: str, *, trust_remote_code: bool = Fa
             source, trust_remote_code=trust_remote_code, local_files_only=local_only, **kwargs
         )
 
-    return _load_or_explain(source, model, load)
+    return load_or_explain(source, model, load)
 
 
 def load_examples(source: str, task: str, *, limit: int | None = None) -> list[Example]:
     """A training or validation dataset's examples; an empty one is an error naming the file."""
-    from nlpsuite.datasets import load_dataset
 
     _not_empty(source)
     examples = load_dataset(source, task, limit=limit)
@@ -535,7 +526,6 @@ def _log_line(log: Any, row: Mapping[str, Any]) -> None:
 
 def _trim_log(out: Path, step: int) -> None:
     """Keep the log of the steps the checkpoint holds; later lines are about to be redone."""
-    from nlpsuite.records import write_atomic
 
     path = out / LOG
     if not path.exists():
@@ -552,7 +542,6 @@ def _trim_log(out: Path, step: int) -> None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    from nlpsuite.records import write_atomic
 
     write_atomic(path, json.dumps(value, indent=2) + "\n")
 
@@ -561,12 +550,11 @@ def model_card(
     config: TrainConfig, setup: TrainingSetup, result: TrainResult, identity: Mapping[str, Any]
 ) -> str:
     """The ``README.md`` beside the weights: what was trained from what, how, and how well."""
-    from nlpsuite.harness import _versions
 
-    pipeline = {"sentiment": "text-classification", "question-answering": "question-answering"}
+    pipeline = get_task(config.task).pipeline_tag
     front = ["---", "library_name: transformers", "tags:", "- nlpsuite", f"- {config.task}"]
-    if config.task in pipeline:
-        front.append(f"pipeline_tag: {pipeline[config.task]}")
+    if pipeline is not None:
+        front.append(f"pipeline_tag: {pipeline}")
     if not Path(config.model).exists():
         front.append(f"base_model: {config.model}")
     front.append("---")
@@ -611,7 +599,8 @@ def model_card(
         "", f"Training took {result.seconds:.1f} s on {config.device} "
         f"({result.examples_per_second:.1f} training rows/s); per-step loss and learning rate, "
         f"and validation metrics per epoch, are in `{LOG}`.",
-        "", "## Versions", "", *(f"- {name} {version}" for name, version in _versions().items()),
+        "", "## Versions", "",
+        *(f"- {name} {version}" for name, version in package_versions().items()),
         "", "## Reproduce", "", "```bash", setup.command or command_line(config), "```", "",
     ]
     return "\n".join(lines)

@@ -24,16 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, hookimpl
-from nlpsuite.backends import (
-    Backend,
-    BackendConfig,
-    cache_dir,
-    convert_once,
-    cpu_threads,
-    local_checkpoint,
-)
-from nlpsuite.models import load_config, weights_sha256
-from nlpsuite.tasks import Option
+from nlpsuite.backends import Backend, BackendConfig, cache_dir, convert_once, cpu_threads
+from nlpsuite.checkpoints import weights_sha256
+from nlpsuite.models import load_config, local_checkpoint
+from nlpsuite.options import Option
 
 COMPUTE_TYPES = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16",
                  "int8_float16", "int8_bfloat16", "auto", "default")

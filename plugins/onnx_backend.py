@@ -25,16 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, hookimpl
-from nlpsuite.backends import (
-    Backend,
-    BackendConfig,
-    cache_dir,
-    convert_once,
-    cpu_threads,
-    local_checkpoint,
-)
-from nlpsuite.models import load_config, weights_sha256
-from nlpsuite.tasks import Option
+from nlpsuite.backends import Backend, BackendConfig, cache_dir, convert_once, cpu_threads
+from nlpsuite.checkpoints import weights_sha256
+from nlpsuite.models import load_config, local_checkpoint
+from nlpsuite.options import Option
+from nlpsuite.quantized import QUANTIZE_MODES as TORCH_MODES
 
 # What each auto class returns, by name, and the transformers output class that carries it.
 OUTPUTS = {
@@ -56,7 +51,6 @@ TOLERANCE = 1e-3
 def load(config: BackendConfig) -> OnnxModel:
     quantize = config.options["quantize"]
     if quantize is not None and quantize not in QUANTIZE_MODES:
-        from nlpsuite.models import QUANTIZE_MODES as TORCH_MODES
 
         if quantize in TORCH_MODES:
             raise NlpsuiteError(

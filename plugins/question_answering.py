@@ -28,14 +28,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
 from nlpsuite.batching import map_sorted, model_max_length, pad_batch
-from nlpsuite.datasets import Dataset, load_records
+from nlpsuite.datasets import Dataset, DatasetFormat, read_records, texts_field
+from nlpsuite.lookup import load_model
 from nlpsuite.metrics import EXACT_MATCH, SQUAD_F1
-from nlpsuite.models import load_model, load_tokenizer
+from nlpsuite.models import load_tokenizer
+from nlpsuite.records import read_json
+from nlpsuite.training import TrainConfig, TrainingSetup, load_base_model, load_examples
+
+from .squad import SQUAD_FORMAT
 
 if TYPE_CHECKING:  # numpy loads with the model, so listing plugins stays fast
     import numpy as np
 
-    from nlpsuite.training import TrainConfig, TrainingSetup
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EVAL_SET = Path(__file__).parent / "data" / "qa-eval.jsonl"
@@ -414,7 +418,6 @@ def training_answers(
     SQuAD JSON gives each answer's ``answer_start``, which places answers whose text occurs more
     than once; any other dataset is placed at the answer's first occurrence in the context.
     """
-    from nlpsuite.training import load_examples
 
     path = Path(source)
     if path.suffix.lower() == ".json" and path.is_file():
@@ -439,7 +442,6 @@ def training_answers(
 
 
 def _squad_answers(path: Path, limit: int | None) -> tuple[list[str], list[str], list[GoldSpan]]:
-    from nlpsuite.records import read_json
 
     document = read_json(path, "training file")
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
@@ -499,7 +501,6 @@ def _squad_answers(path: Path, limit: int | None) -> tuple[list[str], list[str],
 
 
 def train(config: TrainConfig) -> TrainingSetup:
-    from nlpsuite.training import TrainingSetup, load_base_model, load_examples
 
     questions, contexts, golds = training_answers(config.train, config.limit)
     validation = (
@@ -555,8 +556,10 @@ TASK = Task(
                "layers stay float32 (part of the speed-up, less accuracy lost)"),
     ),
     prediction=lambda output: output.answer,
+    parse_reference=lambda value, where: texts_field(value, "reference", where, allow_empty=True),
     render=_render,
     train=train,
+    pipeline_tag="question-answering",
 )
 
 
@@ -574,7 +577,12 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             description="24 questions on 12 short general-knowledge passages, every one "
             "answerable, with alternative gold answers; written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: load_records(EVAL_SET, "question-answering"),
+            load=lambda: read_records(EVAL_SET, TASK),
             files=(EVAL_SET,),
         )
     )
+
+
+@hookimpl
+def register_dataset_formats(register: Callable[[DatasetFormat], None]) -> None:
+    register(SQUAD_FORMAT)

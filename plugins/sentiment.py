@@ -6,16 +6,26 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
 from nlpsuite.batching import encode_truncated, map_sorted, model_max_length, pad_batch
-from nlpsuite.datasets import Dataset, load_records
+from nlpsuite.datasets import (
+    Dataset,
+    DatasetFormat,
+    Example,
+    Located,
+    file_dataset,
+    first_line,
+    line_example,
+    read_records,
+    tsv_rows,
+    unique_located,
+)
+from nlpsuite.lookup import load_model
 from nlpsuite.metrics import ACCURACY, MACRO_F1, MCC
-from nlpsuite.models import load_model, load_tokenizer
-
-if TYPE_CHECKING:
-    from nlpsuite.training import TrainConfig, TrainingSetup
+from nlpsuite.models import load_config, load_tokenizer
+from nlpsuite.training import TrainConfig, TrainingSetup, load_base_model, load_examples
 
 logger = logging.getLogger("nlpsuite")
 # Training sentences are cut at this many tokens unless --max-length says otherwise.
@@ -94,8 +104,6 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
 def train(config: TrainConfig) -> TrainingSetup:
     """Labels are the training data's own, numbers in numeric order (GLUE's 0/1), else sorted;
     a base classifier that already has exactly these labels keeps its head and their order."""
-    from nlpsuite.models import load_config
-    from nlpsuite.training import TrainingSetup, load_base_model, load_examples
 
     examples = load_examples(config.train, "sentiment", limit=config.limit)
     found = {str(example.reference) for example in examples}
@@ -155,12 +163,15 @@ TASK = Task(
         ),
     ),
     prediction=lambda output: output.label,
+    parse_reference=lambda value, where: label_reference(value, where),
     render=lambda output: (
         f"{output.label}\t{output.score:.4f}"
         if output.scores is None
         else "\t".join(f"{label}={score:.4f}" for label, score in output.scores.items())
     ),
     train=train,
+    pipeline_tag="text-classification",
+    distillable=True,
 )
 
 
@@ -177,7 +188,103 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             task="sentiment",
             description="40 short film reviews, half POSITIVE, half NEGATIVE, written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: load_records(EVAL_SET, "sentiment"),
+            load=lambda: read_records(EVAL_SET, TASK),
             files=(EVAL_SET,),
         )
     )
+
+
+@hookimpl
+def register_dataset_formats(register: Callable[[DatasetFormat], None]) -> None:
+    register(DatasetFormat(
+        "GLUE TSV", ("sentiment",), _is_glue_tsv,
+        lambda spec: file_dataset(Path(spec), "GLUE TSV", "sentiment", load_glue_tsv),
+        suffixes=(".tsv",), expects="a header with 'sentence' and 'label' (GLUE)",
+    ))
+    register(DatasetFormat(
+        "Poem Sentiment TSV", ("sentiment",), _is_poem_sentiment,
+        lambda spec: file_dataset(
+            Path(spec), "Poem Sentiment TSV", "sentiment", load_poem_sentiment
+        ),
+        suffixes=(".tsv",), expects="three fields id, text, label (Poem Sentiment)",
+    ))
+
+
+def label_reference(value: Any, where: str) -> str:
+    """A record's reference label: a string, or an integer class id kept as GLUE's "0"/"1"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # like GLUE's "0"/"1", whatever the file's JSON type
+    if isinstance(value, str) and value.strip():
+        return value
+    raise NlpsuiteError(f"{where}: field 'reference' should be a label, got {value!r}")
+
+
+def _tsv_header(spec: str) -> list[str]:
+    path = Path(spec)
+    if path.suffix.lower() != ".tsv" or not path.is_file():
+        return []
+    try:
+        return first_line(path).split("\t")
+    except NlpsuiteError:
+        return []
+
+
+def _is_glue_tsv(spec: str) -> bool:
+    return "label" in _tsv_header(spec)
+
+
+def _is_poem_sentiment(spec: str) -> bool:
+    header = _tsv_header(spec)
+    return len(header) == 3 and header[0].strip().isdigit()
+
+
+def load_glue_tsv(
+    path: str | Path, *, text_column: str = "sentence", label_column: str = "label"
+) -> list[Example]:
+    """A GLUE single-sentence TSV (SST-2): header row, columns found by name.
+
+    The label stays the file's string (``"0"``/``"1"``); mapping it to a model's label names is
+    the evaluator's business. Text is kept as is, including SST-2's trailing space. Ids are line
+    numbers (the header is line 1).
+    """
+    rows = tsv_rows(path)
+    header_where, header = next(rows, (f"{path}:1", []))
+    for column in (text_column, label_column):
+        if column not in header:
+            raise NlpsuiteError(
+                f"{header_where}: missing column '{column}' (header: {', '.join(header) or 'none'})"
+            )
+    text_at, label_at = header.index(text_column), header.index(label_column)
+    examples = []
+    for where, fields in rows:
+        if len(fields) != len(header):
+            raise NlpsuiteError(
+                f"{where}: expected {len(header)} tab-separated fields, got {len(fields)}"
+            )
+        label = fields[label_at].strip()
+        if not label:
+            raise NlpsuiteError(f"{where}: field '{label_column}' is empty")
+        examples.append(line_example(where, {"text": fields[text_at]}, label))
+    return examples
+
+
+def load_poem_sentiment(path: str | Path, *, binary: bool = False) -> list[Example]:
+    """Poem Sentiment TSV: no header; ``id``, ``verse_text``, ``label`` in -1, 0, 1, 2.
+
+    ``binary`` keeps only the negative (-1) and positive (1) verses, which makes the set
+    comparable with two-label checkpoints such as SST-2 models.
+    """
+    located = []
+    for where, fields in tsv_rows(path):
+        if len(fields) != 3:
+            raise NlpsuiteError(
+                f"{where}: expected 3 tab-separated fields (id, verse_text, label), "
+                f"got {len(fields)}"
+            )
+        identifier, text, label = (value.strip() for value in fields)
+        if label not in {"-1", "0", "1", "2"}:
+            raise NlpsuiteError(f"{where}: field 'label' should be -1, 0, 1 or 2, got {label!r}")
+        if binary and label not in {"-1", "1"}:
+            continue
+        located.append(Located(where, Example(identifier, {"text": text}, label)))
+    return unique_located(located)

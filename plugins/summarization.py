@@ -11,13 +11,29 @@ generation config), as the model was tuned with them.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
-from nlpsuite.datasets import Dataset, load_records
+from nlpsuite.datasets import (
+    Dataset,
+    DatasetFormat,
+    Example,
+    Located,
+    file_dataset,
+    first_jsonl_keys,
+    first_line,
+    read_records,
+    required_field,
+    row_id,
+    rows,
+    string_list,
+    texts_field,
+    unique_located,
+)
 from nlpsuite.generation import Generation, Seq2Seq, has_text, load_seq2seq, task_params
 from nlpsuite.metrics import ROUGE
 
@@ -190,6 +206,7 @@ TASK = Task(
         ),
     ),
     prediction=lambda output: output.summary,
+    parse_reference=lambda value, where: texts_field(value, "reference", where, allow_empty=False),
     render=lambda output: output.summary,
 )
 
@@ -210,8 +227,94 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             task="summarization",
             description="8 news-style paragraphs with one-sentence summaries, written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: load_records(EVAL_SET, "summarization"),
+            load=lambda: read_records(EVAL_SET, TASK),
             files=(EVAL_SET,),
             options={},
         )
     )
+
+
+@hookimpl
+def register_dataset_formats(register: Callable[[DatasetFormat], None]) -> None:
+    register(DatasetFormat(
+        "SciTLDR JSONL", ("summarization",), _is_scitldr,
+        lambda spec: file_dataset(Path(spec), "SciTLDR JSONL", "summarization", load_scitldr),
+        suffixes=(".jsonl",), expects="'source' sentences and 'target' summaries (SciTLDR)",
+    ))
+    register(DatasetFormat(
+        "summarization pairs", ("summarization",), _is_summarization_pairs,
+        lambda spec: file_dataset(
+            Path(spec), "summarization pairs", "summarization", load_summarization
+        ),
+        suffixes=(".jsonl", ".csv"), expects="'document' and 'summary' fields",
+    ))
+
+
+def _first_row_keys(spec: str) -> dict[str, Any]:
+    """The first JSONL row (or CSV header, as keys) of a records file; {} for anything else."""
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if suffix not in {".jsonl", ".ndjson", ".csv"} or not path.is_file():
+        return {}
+    try:
+        if suffix == ".csv":
+            return dict.fromkeys(next(csv.reader([first_line(path)]), []))
+        return first_jsonl_keys(path)
+    except NlpsuiteError:
+        return {}
+
+
+def _is_scitldr(spec: str) -> bool:
+    keys = _first_row_keys(spec)
+    return isinstance(keys.get("source"), list) and "target" in keys
+
+
+def _is_summarization_pairs(spec: str) -> bool:
+    keys = _first_row_keys(spec)
+    return {"document", "summary"} <= set(keys) and "reference" not in keys
+
+
+def load_scitldr(path: str | Path) -> list[Example]:
+    """SciTLDR JSONL: ``source`` (abstract sentences), ``target`` (TLDRs), ``paper_id``.
+
+    Sentences and references carry stray whitespace upstream: each is stripped, and the
+    sentences are joined with one space. Every reference is kept, for multi-reference ROUGE.
+    """
+    examples = []
+    for where, row in rows(path):
+        sentences = string_list(row, "source", where)
+        targets = [t.strip() for t in string_list(row, "target", where) if t.strip()]
+        if not targets:
+            raise NlpsuiteError(f"{where}: field 'target' has no non-empty reference")
+        text = " ".join(s.strip() for s in sentences if s.strip())
+        if not text:
+            raise NlpsuiteError(f"{where}: field 'source' is empty")
+        identifier = str(required_field(row, "paper_id", (str, int), where))
+        examples.append(Located(where, Example(identifier, {"text": text}, targets)))
+    return unique_located(examples)
+
+
+def load_summarization(
+    path: str | Path, *, document: str = "document", summary: str = "summary"
+) -> list[Example]:
+    """JSONL or CSV with a document and its summary (a string or a list of references).
+
+    A document given as a list of sentences is joined with spaces. Ids come from an ``id``
+    field, else the line number.
+    """
+    examples = []
+    for where, row in rows(path):
+        text = row.get(document)
+        if isinstance(text, list) and all(isinstance(s, str) for s in text):
+            text = " ".join(s.strip() for s in text if s.strip())
+        if text is None:
+            raise NlpsuiteError(f"{where}: missing field '{document}'")
+        if not isinstance(text, str):
+            raise NlpsuiteError(
+                f"{where}: field '{document}' should be str, got {type(text).__name__}"
+            )
+        if not text.strip():
+            raise NlpsuiteError(f"{where}: field '{document}' is empty")
+        references = texts_field(row.get(summary), summary, where, allow_empty=False)
+        examples.append(Located(where, Example(row_id(row, where), {"text": text}, references)))
+    return unique_located(examples)

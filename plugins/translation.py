@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
-from nlpsuite.datasets import Dataset, load_records
+from nlpsuite.datasets import Dataset, DatasetFormat, load_parallel, read_records, texts_field
 from nlpsuite.generation import (
     has_text,
     is_spaced,
@@ -209,6 +209,7 @@ TASK = Task(
         ),
     ),
     prediction=lambda output: output.translation,
+    parse_reference=lambda value, where: texts_field(value, "reference", where, allow_empty=False),
     render=lambda output: output.translation,
 )
 
@@ -229,8 +230,41 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             task="translation",
             description="16 everyday English sentences, German references, written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: load_records(EVAL_SET, "translation"),
+            load=lambda: read_records(EVAL_SET, TASK),
             files=(EVAL_SET,),
             options={"source_lang": "en", "target_lang": "de"},
         )
+    )
+
+
+@hookimpl
+def register_dataset_formats(register: Callable[[DatasetFormat], None]) -> None:
+    register(DatasetFormat(
+        "aligned plain text", ("translation", "summarization"), _is_parallel, open_parallel,
+        expects="for aligned plain-text files write SOURCE:REFERENCE[:REFERENCE...]",
+    ))
+
+
+def _is_parallel(spec: str) -> bool:
+    """``SOURCE:REFERENCE[:REFERENCE...]`` with at least one of the files present (a missing
+    one is then an error naming it, not an unknown dataset name)."""
+    parts = spec.split(":")
+    return (not Path(spec).exists() and len(parts) >= 2 and all(parts)
+            and any(Path(part).is_file() for part in parts))
+
+
+def open_parallel(spec: str) -> Dataset:
+    """Aligned plain-text files: a source and its reference files, one segment per line."""
+    source, *references = spec.split(":")
+    missing = [part for part in (source, *references) if not Path(part).is_file()]
+    if missing:
+        raise NlpsuiteError(f"parallel dataset '{spec}': file not found: {missing[0]}")
+    files = (Path(source), *(Path(reference) for reference in references))
+    return Dataset(
+        name=spec,
+        task="translation",
+        description=f"{files[0].name} with {len(references)} reference file(s)",
+        licence="unknown (user files)",
+        load=lambda: load_parallel(source, references),
+        files=files,
     )

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from nlpsuite import NlpsuiteError, RunConfig, load_runner
-from nlpsuite.backends import Backend, canonical_backend, parse_backend
-from nlpsuite.harness import EvalRequest, evaluate
+from nlpsuite.backends import Backend
+from nlpsuite.harness import evaluate
+from nlpsuite.lookup import canonical_backend, parse_backend
 from nlpsuite.plugins import Registry
+from nlpsuite.results import EvalRequest
 from tests.helpers import nlpsuite, nlpsuite_process, one_error_line
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -265,6 +267,6 @@ def test_ctranslate2_refuses_what_it_cannot_do(tiny_marian: Path) -> None:
 
 
 def _inputs(task: str) -> list[object]:
-    from nlpsuite.tasks import get_task
+    from nlpsuite.lookup import get_task
 
     return [get_task(task).make_input(text, "test") for text in TEXTS]

@@ -314,9 +314,9 @@ def test_model_size_of_a_hub_model_comes_from_the_local_cache(
 ) -> None:
     from huggingface_hub import constants
 
-    from nlpsuite.harness import _model_size
+    from nlpsuite.checkpoints import model_size
 
-    assert _model_size("org/not-cached") == {"weights_bytes": None, "parameters": None}
+    assert model_size("org/not-cached") == {"weights_bytes": None, "parameters": None}
     repo = tmp_path / "models--org--cached"
     snapshot = repo / "snapshots" / "0123abcd"
     snapshot.mkdir(parents=True)
@@ -324,8 +324,8 @@ def test_model_size_of_a_hub_model_comes_from_the_local_cache(
     (repo / "refs" / "main").write_text("0123abcd")
     shutil.copy(tiny_classifier / "model.safetensors", snapshot / "model.safetensors")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    assert _model_size("org/cached") == _model_size(str(tiny_classifier))
-    assert _model_size("org/cached")["parameters"] == 25324
+    assert model_size("org/cached") == model_size(str(tiny_classifier))
+    assert model_size("org/cached")["parameters"] == 25324
 
 
 def test_a_model_retrained_in_place_is_no_longer_complete(

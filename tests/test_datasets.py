@@ -8,28 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from nlpsuite_plugins.semantic_search.formats import load_beir, load_sts, read_beir_corpus
+from nlpsuite_plugins.sentiment import load_glue_tsv, load_poem_sentiment
+from nlpsuite_plugins.summarization import load_scitldr
 
 import nlpsuite.plugins
 from nlpsuite import NlpsuiteError, hookimpl
-from nlpsuite.datasets import (
-    Dataset,
-    Example,
-    dataset_fingerprint,
-    load_beir,
-    load_dataset,
-    load_glue_tsv,
-    load_parallel,
-    load_poem_sentiment,
-    load_records,
-    load_scitldr,
-    load_squad,
-    load_sts,
-    read_beir_corpus,
-    resolve_dataset,
-    select,
-    sha256_file,
-)
+from nlpsuite.catalog import dataset_fingerprint, load_dataset, load_records, resolve_dataset
+from nlpsuite.datasets import Dataset, Example, load_parallel, select, sha256_file
 from nlpsuite.plugins import Registry
+from nlpsuite.squad import load_squad
 from tests.conftest import SHARED_DATASETS
 
 

@@ -111,6 +111,7 @@ def test_plugins_and_tasks_list_it(installed: Path, tmp_path: Path) -> None:
         "metrics": ["balanced_accuracy", "accuracy", "macro_f1"],
         "error": None,
         "backends": [],
+        "formats": ["fastText labels"],
         "ok": True,
     }
     assert all(row["ok"] for row in plugins.values())

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from nlpsuite import NlpsuiteError
-from nlpsuite.harness import EvalRequest, evaluate, map_labels
+from nlpsuite.harness import evaluate, map_labels
 from nlpsuite.metrics import ACCURACY
+from nlpsuite.results import EvalRequest
 from tests.conftest import SHARED_DATASETS
 from tests.helpers import nlpsuite, one_error_line
 
@@ -248,7 +249,7 @@ def test_every_task_evaluates_on_its_embedded_set(
 
 
 def test_squad_v2_file_is_scored_by_the_official_v2_rules(tiny_qa: Path, tmp_path: Path) -> None:
-    from nlpsuite.datasets import resolve_dataset
+    from nlpsuite.catalog import resolve_dataset
     from nlpsuite.metrics import EXACT_MATCH
     from nlpsuite.scoring import score_squad
 

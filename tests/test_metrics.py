@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from nlpsuite import NlpsuiteError
+from nlpsuite.hf_metrics import evaluate_metric
+from nlpsuite.lookup import find_metric
 from nlpsuite.metrics import (
     ACCURACY,
     BLEU,
@@ -32,8 +34,6 @@ from nlpsuite.metrics import (
     SQUAD_F1,
     Metric,
     bootstrap,
-    evaluate_metric,
-    find_metric,
     paired_bootstrap,
 )
 from tests.conftest import SHARED_DATASETS
@@ -356,7 +356,8 @@ def test_evaluate_not_installed_is_one_clear_line(monkeypatch: pytest.MonkeyPatc
 
 @needs_evaluate
 def test_the_harness_scores_with_named_metrics(tiny_classifier: Path, tmp_path: Path) -> None:
-    from nlpsuite.harness import EvalRequest, evaluate
+    from nlpsuite.harness import evaluate
+    from nlpsuite.results import EvalRequest
 
     folder = write_metric_dir(tmp_path / "metrics", "label_match")
     results = evaluate(

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from nlpsuite import NlpsuiteError, run
-from nlpsuite.models import load_model, resolve_device, resolve_model, weights_sha256
+from nlpsuite.checkpoints import resolve_model, weights_sha256
+from nlpsuite.models import load_model, resolve_device
 
 
 def test_local_directory_and_hub_id_resolve(tiny_classifier: Path, minilm: Path) -> None:

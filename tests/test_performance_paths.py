@@ -78,29 +78,29 @@ def test_int8_mixed_keeps_exactly_the_ffn_outputs_float(tiny_classifier: Path) -
 def test_ffn_output_layers_of_other_encoders(kind: str, expected: set[str]) -> None:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from nlpsuite.models import _ffn_output_layers
+    from nlpsuite.quantized import ffn_output_layers
 
     sizes = {"dim": 32, "hidden_dim": 64, "n_layers": 1, "n_heads": 2} if kind == "distilbert" \
         else {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
               "num_attention_heads": 2, "embedding_size": 16}
     config = AutoConfig.for_model(kind, vocab_size=100, **sizes)
     model = AutoModelForSequenceClassification.from_config(config)
-    assert _ffn_output_layers(model) == expected
+    assert ffn_output_layers(model) == expected
 
 
 def test_int8_mixed_without_a_known_ffn_layer_is_a_one_line_error() -> None:
     import torch
 
-    from nlpsuite.models import _quantize
+    from nlpsuite.quantized import quantize_model
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 4))
     with pytest.raises(NlpsuiteError) as caught:
-        _quantize(model, "int8-mixed")
+        quantize_model(model, "int8-mixed")
     message = str(caught.value)
     assert "\n" not in message
     assert "no feed-forward output layer recognised in Sequential" in message
     with pytest.raises(NlpsuiteError, match="unknown quantize 'int4'"):
-        _quantize(model, "int4")
+        quantize_model(model, "int4")
     from nlpsuite.quantization import quantize_checkpoint
 
     with pytest.raises(NlpsuiteError, match=r"unknown quantization 'int4' \(use int8, int8-mixed"):

@@ -298,7 +298,7 @@ def test_datasets_lists_the_embedded_sets() -> None:
 
 
 def test_the_qa_set_is_well_formed() -> None:
-    from nlpsuite.datasets import load_dataset
+    from nlpsuite.catalog import load_dataset
 
     rows = [json.loads(line) for line in QA_DATA.read_text(encoding="utf-8").splitlines()]
     assert 15 <= len(rows) <= 25

@@ -262,7 +262,8 @@ def test_search_blocks_agree_with_one_matmul(monkeypatch: pytest.MonkeyPatch) ->
     index = search.Index(tuple(map(str, range(300))), ("t",) * 300, docs, "m")
     queries = docs[:40] + 0.01
     whole = index.search(queries, 5)
-    monkeypatch.setattr(search, "_SCORE_BLOCK_CELLS", 300 * 3)  # three queries per block
+    # Three queries per block; patched in the module whose Index.search reads it.
+    monkeypatch.setattr("nlpsuite_plugins.semantic_search.index._SCORE_BLOCK_CELLS", 300 * 3)
     blocked = index.search(queries, 5)
     # BLAS may sum in another order for another shape: the last bit of a score can differ.
     assert [[p for p, _ in hits] for hits in blocked] == [[p for p, _ in hits] for hits in whole]
@@ -274,12 +275,12 @@ def test_corpus_embeddings_are_cached_per_file_version(minilm: Path, tmp_path: P
     corpus = write_jsonl(tmp_path / "c.jsonl", CORPUS[:3])
     settings = RunConfig(MODEL, options={"corpus": str(corpus)})
     encoder = search.load_encoder(MODEL)
-    first = search._index_for(settings, encoder)
-    assert search._index_for(settings, encoder) is first
+    first = search.index_for(settings, encoder)
+    assert search.index_for(settings, encoder) is first
     later = corpus.stat().st_mtime_ns + 10**9  # a coarse file-system clock must still differ
     write_jsonl(corpus, CORPUS[:4])
     os.utime(corpus, ns=(later, later))
-    refreshed = search._index_for(settings, encoder)
+    refreshed = search.index_for(settings, encoder)
     assert refreshed is not first and len(refreshed) == 4
 
 

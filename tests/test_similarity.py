@@ -11,8 +11,9 @@ import pytest
 from nlpsuite_plugins import semantic_search as search
 
 from nlpsuite import NlpsuiteError, get_task, run
-from nlpsuite.datasets import load_dataset, resolve_dataset
-from nlpsuite.harness import EvalRequest, evaluate
+from nlpsuite.catalog import load_dataset, resolve_dataset
+from nlpsuite.harness import evaluate
+from nlpsuite.results import EvalRequest
 from tests.conftest import SHARED_DATASETS
 from tests.helpers import nlpsuite, one_error_line
 

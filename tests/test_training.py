@@ -112,7 +112,7 @@ def test_checkpoint_reloads_and_predicts_identically(toy_run: TrainResult) -> No
 def test_model_card_records_base_data_hyperparameters_metrics_versions(
     toy_run: TrainResult, tiny_classifier: Path
 ) -> None:
-    from nlpsuite.datasets import dataset_fingerprint
+    from nlpsuite.catalog import dataset_fingerprint
 
     card = (toy_run.out / "README.md").read_text()
     data = str(toy_run.out.parent / "toy.jsonl")

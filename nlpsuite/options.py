@@ -1,0 +1,37 @@
+"""Options a task or a backend declares, set with ``--option name=value`` on the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nlpsuite.errors import NlpsuiteError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """A task option, set with ``--option name=value`` on the command line."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    def coerce(self, value: Any) -> Any:
+        """Convert a command-line string (or a Python value) to this option's type."""
+        if value is None or isinstance(value, self.type):
+            return value
+        text = str(value).strip()
+        try:
+            if self.type is bool:
+                if text.lower() in _TRUE | _FALSE:
+                    return text.lower() in _TRUE
+                raise ValueError(text)
+            return self.type(text)
+        except ValueError:
+            raise NlpsuiteError(
+                f"option '{self.name}': expected {self.type.__name__}, got {value!r}"
+            ) from None
