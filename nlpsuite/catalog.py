@@ -28,10 +28,13 @@ from nlpsuite.datasets import (
     Dataset,
     DatasetFormat,
     Example,
+    Located,
     check_unique_ids,
     fingerprint,
-    read_records,
+    row_id,
+    rows,
     select,
+    unique_located,
 )
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.lookup import get_task
@@ -89,11 +92,30 @@ def dataset_fingerprint(path_or_name: str, task: str | None = None) -> dict[str,
 
 
 def load_records(path: str | Path, task: str | Task | None = None) -> list[Example]:
-    """Plain records (see :func:`nlpsuite.datasets.read_records`) for a task given by name or
-    value; a task name that no plugin registered reads the records as they are."""
+    """JSONL or CSV rows with the task's input fields, a ``reference`` and an optional ``id``.
+
+    With a ``task`` (a value, or a name some plugin registered), the reference becomes what its
+    metrics score (``Task.parse_reference``: a bare string a one-item list for QA, say) and the
+    input is checked against its input record now, so a bad row is reported with its line rather
+    than in the middle of an evaluation. A task name no plugin registered reads rows as they are.
+    """
     if isinstance(task, str):
         task = plugins.registry().tasks.get(task)
-    return read_records(path, task)
+    names = [f.name for f in dataclasses.fields(task.input_type)] if task is not None else []
+    examples = []
+    for where, row in rows(path):
+        if None in row:  # csv.DictReader files surplus cells under None
+            raise NlpsuiteError(f"{where}: more fields than the header names")
+        if "reference" not in row or row["reference"] is None:
+            raise NlpsuiteError(f"{where}: missing field 'reference'")
+        inputs = {key: value for key, value in row.items() if key not in {"id", "reference"}}
+        reference = row["reference"]
+        if task is not None:
+            task.make_input(inputs, where)  # raises "file:line: missing field 'context'" etc.
+            inputs = {name: inputs[name] for name in names if name in inputs}
+            reference = task.parse_reference(reference, where)
+        examples.append(Located(where, Example(row_id(row, where), inputs, reference)))
+    return unique_located(examples)
 
 
 def _fitting_task(name: str, found: DatasetFormat, task: str | None) -> str:

@@ -3,11 +3,10 @@ contract through which plugins add file layouts, and the readers those layouts s
 
 Every loader returns :class:`Example` values whose ``input`` is a plain dict of the task's input
 fields (the harness builds the task's input record from it with ``Task.make_input``) and whose
-``reference`` is the plain value the task's metrics score. Plain records (JSONL or CSV rows holding
-the task's input fields, a ``reference`` and an optional ``id``) are read here for every task;
-each task's standard layouts (SQuAD, GLUE TSV, BEIR, STS, parallel text, SciTLDR...) are
-:class:`DatasetFormat` values registered by the plugin of that task. Finding a dataset by name or
-path is :mod:`nlpsuite.catalog`'s business.
+``reference`` is the plain value the task's metrics score. Each task's standard layouts (SQuAD,
+GLUE TSV, BEIR, STS, parallel text, SciTLDR...) are :class:`DatasetFormat` values registered by
+the plugin of that task; plain JSONL/CSV records, and finding a dataset by name or path, are
+:mod:`nlpsuite.catalog`'s business.
 
 Readers here split lines on "\n" only: ``str.splitlines`` would also split on U+2028, form feeds
 and other characters that occur inside real segments, breaking line alignment. Every error names
@@ -16,7 +15,6 @@ the file, the line and the field.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -29,7 +27,6 @@ from typing import Any
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric
 from nlpsuite.records import iter_rows
-from nlpsuite.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -81,6 +78,19 @@ class DatasetFormat:
     open: Callable[[str], Dataset]
     suffixes: tuple[str, ...] = ()
     expects: str = ""
+
+    @classmethod
+    def of_files(
+        cls, name: str, tasks: tuple[str, ...], sniff: Callable[[str], bool],
+        loader: Callable[[Path], Sequence[Example]], *, suffixes: tuple[str, ...] = (),
+        expects: str = "",
+    ) -> DatasetFormat:
+        """A format whose datasets are one file each, read by ``loader`` (:func:`file_dataset`)."""
+
+        def open_file(spec: str) -> Dataset:
+            return file_dataset(Path(spec), name, tasks[0], loader)
+
+        return cls(name, tasks, sniff, open_file, suffixes, expects)
 
 
 def file_dataset(path: Path, kind: str, task: str,
@@ -277,31 +287,7 @@ def texts_field(value: Any, name: str, where: str, *, allow_empty: bool) -> list
     return list(texts)
 
 
-# Plain records and aligned plain text, for any task.
-
-
-def read_records(path: str | Path, task: Task | None = None) -> list[Example]:
-    """JSONL or CSV rows with the task's input fields, a ``reference`` and an optional ``id``.
-
-    With a ``task``, the reference becomes what its metrics score (``Task.parse_reference``: a
-    bare string a one-item list for QA, say) and the input is checked against its input record
-    now, so a bad row is reported with its line rather than in the middle of an evaluation.
-    """
-    names = [f.name for f in dataclasses.fields(task.input_type)] if task is not None else []
-    examples = []
-    for where, row in rows(path):
-        if None in row:  # csv.DictReader files surplus cells under None
-            raise NlpsuiteError(f"{where}: more fields than the header names")
-        if "reference" not in row or row["reference"] is None:
-            raise NlpsuiteError(f"{where}: missing field 'reference'")
-        inputs = {key: value for key, value in row.items() if key not in {"id", "reference"}}
-        reference = row["reference"]
-        if task is not None:
-            task.make_input(inputs, where)  # raises "file:line: missing field 'context'" etc.
-            inputs = {name: inputs[name] for name in names if name in inputs}
-            reference = task.parse_reference(reference, where)
-        examples.append(Located(where, Example(row_id(row, where), inputs, reference)))
-    return unique_located(examples)
+# Aligned plain text, for any task.
 
 
 def load_parallel(source: str | Path, references: Sequence[str | Path]) -> list[Example]:

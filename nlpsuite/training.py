@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,72 +41,13 @@ from nlpsuite.models import forget_model, load_or_explain, quiet_transformers
 from nlpsuite.quantized import quantization_of
 from nlpsuite.records import read_json, write_atomic
 from nlpsuite.results import package_versions
-from nlpsuite.tasks import RunConfig
+from nlpsuite.tasks import RunConfig, TrainConfig, TrainingSetup
 
 CHECKPOINT = "checkpoint"
 LOG = "training_log.jsonl"
 # Batches are sorted by length within groups of this many batches, then the batches shuffled:
 # much less padding than a plain shuffle, and still a different mix every epoch.
 LENGTH_GROUP = 50
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One fine-tuning run. ``train`` and ``validation`` are anything ``nlpsuite eval`` reads
-    (a dataset file or a registered name); ``options`` are the task's own options (e.g.
-    question answering's ``doc_stride``), also used to run validation."""
-
-    task: str
-    model: str
-    train: str
-    out: Path
-    validation: str | None = None
-    epochs: int = 3
-    lr: float = 5e-5
-    batch_size: int = 16
-    # None: the task's default (sentiment 128 tokens; question answering its 384-token window).
-    max_length: int | None = None
-    seed: int = 42
-    # Fraction of all steps over which the learning rate climbs from 0; then it falls linearly.
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    options: Mapping[str, Any] = field(default_factory=dict)
-    # Only the first N training examples.
-    limit: int | None = None
-    # A checkpoint every N optimizer steps (0: only at the end of each epoch).
-    checkpoint_every: int = 200
-    resume: bool = False
-    device: str = "cpu"
-    trust_remote_code: bool = False
-
-
-@dataclass(frozen=True)
-class TrainingSetup:
-    """What a task's ``train`` hands the shared loop.
-
-    ``features`` are one dict per training row (a sentence, a QA window): the model's inputs as
-    lists of ints (``input_ids``, ``attention_mask``, ``token_type_ids``) and its targets as
-    ints (``labels``; ``start_positions``/``end_positions``), so ``model(**batch).loss`` is the
-    loss; ``examples`` is how many training examples they came from. ``validation`` examples are
-    scored at each epoch's end by the task's own runner on the saved checkpoint, run with
-    ``options``; ``card`` adds lines to the model card's details.
-
-    A recipe other than plain fine-tuning (distillation) changes only what it must: ``loss``
-    computes a batch's loss from the model and the collated batch (features may then carry
-    extra targets, e.g. a teacher's logits as lists of floats); ``made_with`` and ``command``
-    replace the card's "fine-tuned with `nlpsuite train`" and its command line.
-    """
-
-    model: Any
-    tokenizer: Any
-    features: Sequence[Mapping[str, Any]]
-    examples: int
-    validation: Sequence[Example] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
-    card: Mapping[str, str] = field(default_factory=dict)
-    loss: Callable[[Any, dict[str, Any]], Any] | None = None
-    made_with: str | None = None
-    command: str | None = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
 from nlpsuite.batching import map_sorted, model_max_length, pad_batch
-from nlpsuite.datasets import Dataset, DatasetFormat, read_records, texts_field
+from nlpsuite.catalog import load_records
+from nlpsuite.datasets import Dataset, DatasetFormat, texts_field
 from nlpsuite.lookup import load_model
 from nlpsuite.metrics import EXACT_MATCH, SQUAD_F1
 from nlpsuite.models import load_tokenizer
@@ -577,7 +578,7 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             description="24 questions on 12 short general-knowledge passages, every one "
             "answerable, with alternative gold answers; written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: read_records(EVAL_SET, TASK),
+            load=lambda: load_records(EVAL_SET, TASK),
             files=(EVAL_SET,),
         )
     )

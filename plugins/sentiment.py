@@ -10,15 +10,14 @@ from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
 from nlpsuite.batching import encode_truncated, map_sorted, model_max_length, pad_batch
+from nlpsuite.catalog import load_records
 from nlpsuite.datasets import (
     Dataset,
     DatasetFormat,
     Example,
     Located,
-    file_dataset,
     first_line,
     line_example,
-    read_records,
     tsv_rows,
     unique_located,
 )
@@ -188,7 +187,7 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             task="sentiment",
             description="40 short film reviews, half POSITIVE, half NEGATIVE, written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: read_records(EVAL_SET, TASK),
+            load=lambda: load_records(EVAL_SET, TASK),
             files=(EVAL_SET,),
         )
     )
@@ -196,16 +195,12 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
 
 @hookimpl
 def register_dataset_formats(register: Callable[[DatasetFormat], None]) -> None:
-    register(DatasetFormat(
-        "GLUE TSV", ("sentiment",), _is_glue_tsv,
-        lambda spec: file_dataset(Path(spec), "GLUE TSV", "sentiment", load_glue_tsv),
+    register(DatasetFormat.of_files(
+        "GLUE TSV", ("sentiment",), _is_glue_tsv, load_glue_tsv,
         suffixes=(".tsv",), expects="a header with 'sentence' and 'label' (GLUE)",
     ))
-    register(DatasetFormat(
-        "Poem Sentiment TSV", ("sentiment",), _is_poem_sentiment,
-        lambda spec: file_dataset(
-            Path(spec), "Poem Sentiment TSV", "sentiment", load_poem_sentiment
-        ),
+    register(DatasetFormat.of_files(
+        "Poem Sentiment TSV", ("sentiment",), _is_poem_sentiment, load_poem_sentiment,
         suffixes=(".tsv",), expects="three fields id, text, label (Poem Sentiment)",
     ))
 

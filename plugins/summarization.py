@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
+from nlpsuite.catalog import load_records
 from nlpsuite.datasets import (
     Dataset,
     DatasetFormat,
     Example,
     Located,
-    file_dataset,
     first_jsonl_keys,
     first_line,
-    read_records,
     required_field,
     row_id,
     rows,
@@ -227,7 +226,7 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             task="summarization",
             description="8 news-style paragraphs with one-sentence summaries, written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: read_records(EVAL_SET, TASK),
+            load=lambda: load_records(EVAL_SET, TASK),
             files=(EVAL_SET,),
             options={},
         )
@@ -236,16 +235,12 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
 
 @hookimpl
 def register_dataset_formats(register: Callable[[DatasetFormat], None]) -> None:
-    register(DatasetFormat(
-        "SciTLDR JSONL", ("summarization",), _is_scitldr,
-        lambda spec: file_dataset(Path(spec), "SciTLDR JSONL", "summarization", load_scitldr),
+    register(DatasetFormat.of_files(
+        "SciTLDR JSONL", ("summarization",), _is_scitldr, load_scitldr,
         suffixes=(".jsonl",), expects="'source' sentences and 'target' summaries (SciTLDR)",
     ))
-    register(DatasetFormat(
-        "summarization pairs", ("summarization",), _is_summarization_pairs,
-        lambda spec: file_dataset(
-            Path(spec), "summarization pairs", "summarization", load_summarization
-        ),
+    register(DatasetFormat.of_files(
+        "summarization pairs", ("summarization",), _is_summarization_pairs, load_summarization,
         suffixes=(".jsonl", ".csv"), expects="'document' and 'summary' fields",
     ))
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
-from nlpsuite.datasets import Dataset, DatasetFormat, load_parallel, read_records, texts_field
+from nlpsuite.catalog import load_records
+from nlpsuite.datasets import Dataset, DatasetFormat, load_parallel, texts_field
 from nlpsuite.generation import (
     has_text,
     is_spaced,
@@ -230,7 +231,7 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             task="translation",
             description="16 everyday English sentences, German references, written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: read_records(EVAL_SET, TASK),
+            load=lambda: load_records(EVAL_SET, TASK),
             files=(EVAL_SET,),
             options={"source_lang": "en", "target_lang": "de"},
         )

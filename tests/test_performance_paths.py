@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nlpsuite import NlpsuiteError, run
-from nlpsuite.models import load_model
+from nlpsuite.lookup import load_model
 from tests.test_sentiment import TEXTS
 
 

@@ -33,7 +33,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nlpsuite import Task, hookimpl
-from nlpsuite.datasets import Dataset, DatasetFormat, read_records
+from nlpsuite.catalog import load_records
+from nlpsuite.datasets import Dataset, DatasetFormat
 
 from .commands import add_index_commands
 from .corpus import DEMO_CORPUS, EVAL_SET, STS_SET, Corpus, read_corpus
@@ -138,7 +139,7 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             task="semantic-search",
             description="20 queries over the demo corpus, graded relevance, written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: read_records(EVAL_SET, TASK),
+            load=lambda: load_records(EVAL_SET, TASK),
             files=(EVAL_SET, DEMO_CORPUS),
             options={"corpus": str(DEMO_CORPUS), "top_k": 100},
         )
@@ -149,7 +150,7 @@ def register_datasets(register: Callable[[Dataset], None]) -> None:
             task="sentence-similarity",
             description="26 sentence pairs with gold similarity 0-5, written for nlpsuite",
             licence="CC0-1.0",
-            load=lambda: read_records(STS_SET, SIMILARITY_TASK),
+            load=lambda: load_records(STS_SET, SIMILARITY_TASK),
             files=(STS_SET,),
         )
     )

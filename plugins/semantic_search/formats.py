@@ -202,13 +202,6 @@ def _is_sts(spec: str) -> bool:
     return True
 
 
-def open_sts(spec: str) -> Dataset:
-    path = Path(spec)
-    return Dataset(name=str(path), task=SENTENCE_SIMILARITY,
-                   description=f"STS Benchmark from {path.name}", licence="unknown (user file)",
-                   load=lambda: load_sts(path), files=(path,))
-
-
 def load_sts(path: str | Path) -> list[Example]:
     """STS Benchmark: no header; ``genre filename year id score sentence1 sentence2 [extra...]``.
 
@@ -232,7 +225,7 @@ BEIR_FORMAT = DatasetFormat(
     "BEIR", (SEMANTIC_SEARCH,), lambda spec: _beir_split(spec) is not None, open_beir,
     suffixes=("/",), expects="corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv",
 )
-STS_FORMAT = DatasetFormat(
-    "STS Benchmark", (SENTENCE_SIMILARITY,), _is_sts, open_sts, suffixes=(".csv",),
+STS_FORMAT = DatasetFormat.of_files(
+    "STS Benchmark", (SENTENCE_SIMILARITY,), _is_sts, load_sts, suffixes=(".csv",),
     expects="seven tab-separated fields with the score fifth (STS Benchmark)",
 )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
 from nlpsuite.catalog import load_records
-from nlpsuite.datasets import Dataset, DatasetFormat, Example, file_dataset, numbered_lines
+from nlpsuite.datasets import Dataset, DatasetFormat, Example, numbered_lines
 from nlpsuite.metrics import ACCURACY, MACRO_F1, Metric, confusion_statistics
 
 if TYPE_CHECKING:
@@ -298,9 +298,8 @@ def load_fasttext(path: Path) -> list[Example]:
 @hookimpl
 def register_dataset_formats(register: Callable[[DatasetFormat], None]) -> None:
     # `nlpsuite eval zero-shot --dataset news.txt` then reads fastText files directly.
-    register(DatasetFormat(
-        "fastText labels", (TASK_NAME,), is_fasttext,
-        lambda spec: file_dataset(Path(spec), "fastText labels", TASK_NAME, load_fasttext),
+    register(DatasetFormat.of_files(
+        "fastText labels", (TASK_NAME,), is_fasttext, load_fasttext,
         suffixes=(".txt",), expects="'__label__NAME text' per line (fastText)",
     ))
 
