@@ -13,20 +13,13 @@ import click
 
 from nlpsuite import __version__
 from nlpsuite import plugins as plugin_registry
-from nlpsuite.bench import load_suite, plan, run_suite, summary
-from nlpsuite.distillation import DistillConfig, distill
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.harness import evaluate
 from nlpsuite.lookup import canonical_backend, list_backends, list_tasks, load_runner
 from nlpsuite.models import resolve_device
-from nlpsuite.quantization import quantize_checkpoint
 from nlpsuite.quantized import QUANTIZE_MODES
 from nlpsuite.records import iter_records, to_json, write_atomic
-from nlpsuite.report import build, parse_formats, render, write
 from nlpsuite.results import EvalRequest
-from nlpsuite.scoring import score_files
-from nlpsuite.tasks import Task
-from nlpsuite.training import TrainConfig, train
+from nlpsuite.tasks import Task, TrainConfig
 
 # Inputs are handed to the runner this many at a time, so output starts before a big file ends.
 CHUNK = 1024
@@ -207,6 +200,8 @@ def eval_command(task_name: str, dataset: str, model: str | None, out: str | Non
         backend=backend, metrics=metric_names or None,
     )
     show = not quiet and sys.stderr.isatty()
+    # start-up: the harness and its data machinery load only when this command runs
+    from nlpsuite.harness import evaluate
     results = evaluate(request, progress=_progress_bar() if show else None)
     if show:
         click.echo(err=True)
@@ -259,6 +254,8 @@ def train_command(task_name: str, model: str, train_data: str, validation: str |
         device=resolve_device(device),
     )
     show = not quiet and sys.stderr.isatty()
+    # start-up: the training loop and its data machinery load only when this command runs
+    from nlpsuite.training import train
     result = train(config, progress=_training_bar if show else None)
     if show:
         click.echo(err=True)
@@ -326,6 +323,8 @@ def distill_command(task_name: str, teacher: str, student: str | None,
             raise NlpsuiteError(
                 f"--keep-layers expects layer numbers like 0,2,4, got {keep_layers!r}"
             ) from None
+    # start-up: distillation and training load only when this command runs
+    from nlpsuite.distillation import DistillConfig, distill
     config = DistillConfig(
         train=TrainConfig(
             task=task_name, model=teacher, train=train_data, out=Path(out),
@@ -361,7 +360,8 @@ def quantize_command(model: str, out: str, mode: str) -> None:
     only (`nlpsuite run/eval --model DIR2`), not with plain transformers."""
     from pathlib import Path
 
-
+    # start-up: the export and training load only when this command runs
+    from nlpsuite.quantization import quantize_checkpoint
     result = quantize_checkpoint(model, Path(out), mode=mode)
     before = f"{result.bytes_before / 2**20:.1f} MiB" if result.bytes_before else "unknown"
     click.echo(f"weights: {before} -> {result.bytes_after / 2**20:.1f} MiB ({result.mode})")
@@ -383,6 +383,8 @@ def score(task_name: str, predictions: str, references: tuple[str, ...],
           metric_names: tuple[str, ...], as_json: bool) -> None:
     """Score a predictions file against reference files with TASK's metrics (no model)."""
 
+    # start-up: scoring and the SQuAD reader load only when this command runs
+    from nlpsuite.scoring import score_files
     report = score_files(task_name, predictions, references, metric_names or None)
     for note in report.notes:
         click.echo(f"nlpsuite: {note}", err=True)
@@ -424,7 +426,8 @@ def bench(suite_file: str, out: str, list_only: bool, force: bool) -> None:
     """Run a benchmark suite (TOML: tasks x models x datasets); skips complete runs."""
     from pathlib import Path
 
-
+    # start-up: suites and the harness load only when this command runs
+    from nlpsuite.bench import load_suite, plan, run_suite, summary
     suite = load_suite(suite_file)
     if list_only:
         for run, complete in plan(suite, Path(out)):
@@ -453,7 +456,8 @@ def leaderboard(results_dir: str, formats: str, out: str | None) -> None:
     """Rank the runs under DIR (every results.json) by each task's primary metric."""
     from pathlib import Path
 
-
+    # start-up: the leaderboard renderers load only when this command runs
+    from nlpsuite.report import build, parse_formats, render, write
     chosen = parse_formats(formats)
     if out is None and len(chosen) > 1:
         raise NlpsuiteError("several formats need --out DIR")
