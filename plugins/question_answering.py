@@ -34,7 +34,7 @@ from nlpsuite.lookup import load_model
 from nlpsuite.metrics import EXACT_MATCH, SQUAD_F1
 from nlpsuite.models import load_tokenizer
 from nlpsuite.records import read_json
-from nlpsuite.training import TrainConfig, TrainingSetup, load_base_model, load_examples
+from nlpsuite.tasks import TrainConfig, TrainingSetup
 
 from .squad import SQUAD_FORMAT
 
@@ -419,6 +419,8 @@ def training_answers(
     SQuAD JSON gives each answer's ``answer_start``, which places answers whose text occurs more
     than once; any other dataset is placed at the answer's first occurrence in the context.
     """
+    # start-up: the training machinery loads when a model is trained, not when plugins load
+    from nlpsuite.training import load_examples
 
     path = Path(source)
     if path.suffix.lower() == ".json" and path.is_file():
@@ -502,6 +504,8 @@ def _squad_answers(path: Path, limit: int | None) -> tuple[list[str], list[str],
 
 
 def train(config: TrainConfig) -> TrainingSetup:
+    # start-up: the training machinery loads when a model is trained, not when plugins load
+    from nlpsuite.training import load_base_model, load_examples
 
     questions, contexts, golds = training_answers(config.train, config.limit)
     validation = (

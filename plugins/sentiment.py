@@ -24,7 +24,7 @@ from nlpsuite.datasets import (
 from nlpsuite.lookup import load_model
 from nlpsuite.metrics import ACCURACY, MACRO_F1, MCC
 from nlpsuite.models import load_config, load_tokenizer
-from nlpsuite.training import TrainConfig, TrainingSetup, load_base_model, load_examples
+from nlpsuite.tasks import TrainConfig, TrainingSetup
 
 logger = logging.getLogger("nlpsuite")
 # Training sentences are cut at this many tokens unless --max-length says otherwise.
@@ -103,6 +103,8 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
 def train(config: TrainConfig) -> TrainingSetup:
     """Labels are the training data's own, numbers in numeric order (GLUE's 0/1), else sorted;
     a base classifier that already has exactly these labels keeps its head and their order."""
+    # start-up: the training machinery loads when a model is trained, not when plugins load
+    from nlpsuite.training import load_base_model, load_examples
 
     examples = load_examples(config.train, "sentiment", limit=config.limit)
     found = {str(example.reference) for example in examples}
