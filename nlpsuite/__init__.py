@@ -5,7 +5,7 @@ Importing this package is cheap: torch and transformers load only when a model d
 
 __version__ = "0.1.0"
 
-from nlpsuite.errors import NlpsuiteError
+from nlpsuite.errors import NlpsuiteError, PluginError
 from nlpsuite.hookspecs import hookimpl
 from nlpsuite.lookup import get_task, list_tasks, load_runner, run
 from nlpsuite.options import Option
@@ -14,6 +14,7 @@ from nlpsuite.tasks import RunConfig, Task
 __all__ = [
     "NlpsuiteError",
     "Option",
+    "PluginError",
     "RunConfig",
     "Task",
     "__version__",

@@ -36,20 +36,54 @@ def model_max_length(tokenizer: Any, config: Any) -> int:
     return min(usable) if usable else 512
 
 
+# A text is cut to this many characters per token of the window before it is tokenized, so a huge
+# input costs memory in proportion to the window, not to its own length (see encode_truncated).
+CHARACTERS_PER_TOKEN = 32
+
+
 def encode_truncated(
     tokenizer: Any, texts: Sequence[str], max_length: int
 ) -> tuple[list[Any], int]:
-    """Tokenize ``texts`` once, truncating to ``max_length``; also return how many were cut."""
+    """Tokenize ``texts`` truncating to ``max_length``; also return how many were cut.
+
+    The tokens are those of the whole text truncated, but a text far longer than the window is
+    tokenized only as far as the window reaches: a prefix ending at a space, long enough to give
+    more than ``max_length`` tokens (grown until it does, for text of unusually long tokens).
+    """
     if not texts:  # tokenizers fail on an empty list, and a runner must accept an empty batch
         return [], 0
-    encoded = tokenizer(list(texts), truncation=False, verbose=False)
-    rows = [{key: encoded[key][i] for key in encoded} for i in range(len(texts))]
-    long = [i for i, row in enumerate(rows) if len(row["input_ids"]) > max_length]
-    if long:
-        cut = tokenizer([texts[i] for i in long], truncation=True, max_length=max_length)
-        for position, i in enumerate(long):
-            rows[i] = {key: cut[key][position] for key in cut}
-    return rows, len(long)
+    reach = max_length * CHARACTERS_PER_TOKEN
+    rows: list[Any] = [None] * len(texts)
+    pending = list(range(len(texts)))
+    truncated = 0
+    while pending:
+        prefixes = [_prefix(texts[i], reach) for i in pending]
+        encoded = tokenizer(prefixes, truncation=False, verbose=False)
+        unfinished = []
+        long = []
+        for position, i in enumerate(pending):
+            length = len(encoded["input_ids"][position])
+            if length > max_length:
+                long.append((position, i))
+            elif len(prefixes[position]) < len(texts[i]):
+                unfinished.append(i)  # a cut text that does not yet fill the window
+            else:
+                rows[i] = {key: encoded[key][position] for key in encoded}
+        if long:
+            cut = tokenizer([prefixes[p] for p, _ in long], truncation=True, max_length=max_length)
+            for row, (_, i) in enumerate(long):
+                rows[i] = {key: cut[key][row] for key in cut}
+            truncated += len(long)
+        pending, reach = unfinished, reach * 4
+    return rows, truncated
+
+
+def _prefix(text: str, reach: int) -> str:
+    """``text`` cut after at most ``reach`` characters, at a space so no word is split."""
+    if len(text) <= reach:
+        return text
+    space = text.rfind(" ", 0, reach)
+    return text[:space] if space > 0 else text[:reach]
 
 
 def pad_batch(tokenizer: Any, rows: Sequence[dict[str, list[int]]], names: Sequence[str]) -> Any:

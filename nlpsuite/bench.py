@@ -45,6 +45,7 @@ from typing import Any
 from nlpsuite.checkpoints import weights_sha256
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.harness import evaluate
+from nlpsuite.records import decode_utf8
 from nlpsuite.results import EvalRequest, RunResult, request_fields
 
 logger = logging.getLogger("nlpsuite")
@@ -65,8 +66,6 @@ RUN_KEYS = {
     "metrics": list,
 }
 DEFAULT_KEYS = set(RUN_KEYS) - {"task", "models", "datasets", "dataset"}
-# What the harness writes into a run folder; --force removes exactly these.
-RUN_FILES = ("results.json", "predictions.jsonl", "predictions.partial.jsonl", "run.json")
 
 
 @dataclass(frozen=True)
@@ -168,11 +167,9 @@ def load_suite(path: str | Path) -> Suite:
     if not file.is_file():
         raise NlpsuiteError(f"suite file not found: {file}")
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        data = tomllib.loads(decode_utf8(file.read_bytes(), str(file)))
     except tomllib.TOMLDecodeError as error:
         raise NlpsuiteError(f"{file}: not valid TOML ({error})") from None
-    except UnicodeDecodeError:
-        raise NlpsuiteError(f"{file}: not UTF-8 text") from None
     unknown = sorted(set(data) - {"suite", "defaults", "models", "runs"})
     if unknown:
         raise NlpsuiteError(
@@ -339,16 +336,13 @@ def run_suite(
         raise NlpsuiteError(f"{suite.path}: model folders not found: {names}{hint}")
     outcomes = []
     for number, run in enumerate(suite.runs, 1):
-        folder = out / run.folder
-        if force:
-            for name in RUN_FILES:
-                (folder / name).unlink(missing_ok=True)
-        if is_complete(run, out):
+        if not force and is_complete(run, out):
             outcome = Outcome(run, "skipped")
         else:
             start = time.perf_counter()
             try:
-                results = evaluate(run.request(out))
+                # The harness discards the folder's files under its lock on the folder.
+                results = evaluate(run.request(out), force=force)
             except NlpsuiteError as error:
                 outcome = Outcome(run, "failed", time.perf_counter() - start, str(error))
             else:

@@ -63,6 +63,32 @@ def weight_files(folder: Path) -> list[Path]:
             or sorted(folder.glob("*.int8.pt")))
 
 
+# What each part of a checkpoint folder is recognised by; a tokenizer needs its vocabulary, not
+# only tokenizer_config.json (without one, transformers silently builds a 5-token tokenizer).
+PART_FILES = {
+    "config": ("config.json",),
+    "weights": ("*.safetensors", "*.bin", "*.int8.pt", "*.safetensors.index.json"),
+    "tokenizer": ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "*.model", "*.spm",
+                  "*.tiktoken"),
+}
+PART_NAMES = {
+    "config": "config.json",
+    "weights": "weights (model.safetensors or pytorch_model.bin)",
+    "tokenizer": "tokenizer files (tokenizer.json, vocab.txt, vocab.json or a sentencepiece model)",
+}
+
+
+def check_parts(folder: Path, needed: tuple[str, ...]) -> None:
+    """Refuse a local checkpoint folder that lacks a part this load needs, in one line naming
+    the folder and every part it lacks (so an empty folder is explained at once)."""
+    missing = [part for part, patterns in PART_FILES.items()
+               if not any(next(folder.glob(pattern), None) for pattern in patterns)]
+    if any(part in missing for part in needed):
+        names = [PART_NAMES[part] for part in missing]
+        listed = ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
+        raise NlpsuiteError(f"model folder {folder} has no {listed}")
+
+
 def weights_sha256(model: str) -> str | None:
     """sha256 over a local checkpoint's weight files, to record exactly which weights ran."""
     folder = Path(resolve_model(model))

@@ -26,7 +26,7 @@ from typing import Any
 
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric
-from nlpsuite.records import iter_rows
+from nlpsuite.records import decode_utf8, iter_rows
 
 
 @dataclass(frozen=True)
@@ -194,28 +194,26 @@ def first_jsonl_keys(path: Path) -> dict[str, Any]:
 # feeds and other characters that occur inside real segments, breaking line alignment.
 
 
-def numbered_lines(path: str | Path) -> list[tuple[int, str]]:
+def numbered_lines(
+    path: str | Path, *, keep_byte_order_mark: bool = False
+) -> list[tuple[int, str]]:
     """``(line_number, text)`` for every line, without the line break; a final newline is
-    optional (the Poem Sentiment files have none)."""
+    optional (the Poem Sentiment files have none).
+
+    A leading UTF-8 byte-order mark is dropped (it must not become part of a header's first
+    column) unless ``keep_byte_order_mark``: then it starts the first line as ``"\\ufeff"``,
+    which is how sacrebleu reads a file, so that scores match its own."""
     file = Path(path)
     if not file.is_file():
         raise NlpsuiteError(f"dataset file not found: {file}")
     data = file.read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
+    if data.startswith(b"\xef\xbb\xbf") and not keep_byte_order_mark:
         data = data[3:]
     if data.endswith(b"\n"):
         data = data[:-1]
     if not data:
         return []
-    try:
-        lines = data.decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        for number, chunk in enumerate(data.split(b"\n"), 1):
-            try:
-                chunk.decode("utf-8")
-            except UnicodeDecodeError:
-                raise NlpsuiteError(f"{file}:{number}: not UTF-8 text") from None
-        raise
+    lines = decode_utf8(data, str(file)).split("\n")
     return [(number, line.removesuffix("\r")) for number, line in enumerate(lines, 1)]
 
 
@@ -231,13 +229,8 @@ def tsv_rows(path: str | Path) -> Iterator[tuple[str, list[str]]]:
 
 
 def rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """JSONL/CSV rows as ``nlpsuite.records`` reads them, with a located error for bad UTF-8."""
-
-    try:
-        yield from iter_rows(path)
-    except UnicodeDecodeError:
-        numbered_lines(path)  # raises "file:line: not UTF-8 text"
-        raise NlpsuiteError(f"{path}: not UTF-8 text") from None
+    """JSONL/CSV rows as ``nlpsuite.records`` reads them (bad UTF-8 located by line)."""
+    yield from iter_rows(path)
 
 
 def required_field(container: Any, name: str, kind: type | tuple[type, ...], where: str) -> Any:

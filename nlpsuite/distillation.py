@@ -34,7 +34,7 @@ from nlpsuite.errors import NlpsuiteError
 from nlpsuite.harness import map_labels
 from nlpsuite.lookup import get_task, list_tasks
 from nlpsuite.models import load_config, load_tokenizer
-from nlpsuite.records import write_atomic
+from nlpsuite.records import check_writable, write_atomic
 from nlpsuite.tasks import RunConfig
 from nlpsuite.training import (
     Progress,
@@ -197,6 +197,7 @@ def distill(
             f"task '{trained.task}' cannot be distilled (distillable: {distillable or 'none'})"
         )
     _check(config)
+    check_writable(trained.out, "output folder", folder=True)  # before the teacher loads
     keep: tuple[int, ...] | None = None
     if config.student is None:
         total = load_config(trained.model).num_hidden_layers

@@ -1,4 +1,5 @@
-"""The one exception type users see: a problem with their input, not a bug in nlpsuite."""
+"""The exceptions users see as one line: a problem with their input, or a plugin that broke the
+contract; neither is a bug in nlpsuite."""
 
 
 class NlpsuiteError(Exception):
@@ -7,3 +8,25 @@ class NlpsuiteError(Exception):
     Messages name the file, line and field where there is one, e.g.
     ``inputs.jsonl:3: missing field 'context'``.
     """
+
+    exit_code = 2
+
+
+class PluginError(NlpsuiteError):
+    """A plugin broke the contract, e.g. its runner gave one output too few: the plugin's fault,
+    not the user's, so the CLI exits 1. Messages name the plugin (package, version) and task."""
+
+    exit_code = 1
+
+
+def user_message(error: Exception) -> str:
+    """``error`` as the one line the CLI prints: an :class:`NlpsuiteError`'s message; an
+    ``OSError`` or ``UnicodeDecodeError`` that no command turned into one (the CLI's last line of
+    defence against a traceback) with the path or the bytes it is about."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"input is not UTF-8 text ({error})"
+    if isinstance(error, OSError):
+        paths = " -> ".join(str(p) for p in (error.filename, error.filename2) if p is not None)
+        reason = error.strerror or str(error)
+        return f"{paths}: {reason}" if paths else reason
+    return str(error)

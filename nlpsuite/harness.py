@@ -13,23 +13,26 @@ The final files are written atomically: a crash never leaves half a ``results.js
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from nlpsuite.catalog import resolve_dataset
 from nlpsuite.checkpoints import model_size, weights_sha256
-from nlpsuite.datasets import Example, fingerprint, select
+from nlpsuite.datasets import Dataset, Example, fingerprint, required_field, select
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.lookup import canonical_backend, find_metric, get_task, load_runner
 from nlpsuite.metrics import Metric, bootstrap
 from nlpsuite.models import load_config
-from nlpsuite.records import write_atomic
+from nlpsuite.records import check_writable, write_atomic
 from nlpsuite.results import (
     DatasetInfo,
     EvalRequest,
@@ -43,13 +46,22 @@ from nlpsuite.results import (
 from nlpsuite.tasks import Task
 
 PARTIAL = "predictions.partial.jsonl"
+# What the harness writes into a run folder; --force removes exactly these.
+RUN_FILES = ("results.json", "predictions.jsonl", PARTIAL, "run.json")
+LOCK = "eval.lock"
+logger = logging.getLogger("nlpsuite")
 
 
 def evaluate(
-    request: EvalRequest, progress: Callable[[int, int], None] | None = None
+    request: EvalRequest, progress: Callable[[int, int], None] | None = None, *,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Run ``request`` (resuming any earlier partial run in its folder) and return results.json
-    (the JSON document of the :class:`~nlpsuite.results.RunResult` it wrote)."""
+    """Run ``request`` (resuming any earlier partial run in its folder, unless ``force`` starts
+    over) and return results.json (the JSON document of the
+    :class:`~nlpsuite.results.RunResult` it wrote)."""
+    if request.bootstrap < 0:
+        raise NlpsuiteError(f"--bootstrap must be 0 or more, got {request.bootstrap}")
+    check_writable(request.out, "results folder", folder=True)
     task = get_task(request.task)
     # One spelling per engine and options, so identities, folders and leaderboards agree.
     request = dataclasses.replace(request, backend=canonical_backend(request.backend))
@@ -66,11 +78,25 @@ def evaluate(
         raise NlpsuiteError(f"dataset '{request.dataset}' has no examples")
     # A dataset may need options to be evaluated at all (a retrieval corpus); the user's win.
     options = task.parse_options({**dataset.options, **request.options})
-    request.out.mkdir(parents=True, exist_ok=True)
+    with lock_run_folder(request.out):
+        return _evaluate_in_folder(
+            request, task, chosen, dataset, examples, options, progress, force
+        )
+
+
+def _evaluate_in_folder(
+    request: EvalRequest, task: Task, chosen: tuple[Metric, ...], dataset: Dataset,
+    examples: list[Example], options: dict[str, Any],
+    progress: Callable[[int, int], None] | None, force: bool,
+) -> dict[str, Any]:
+    if force:
+        for name in RUN_FILES:
+            (request.out / name).unlink(missing_ok=True)
     started = datetime.now(UTC)
     model = request.model or task.model_for(options)
     weights = _weights(model)
-    done = _resume(request.out, _identity(request, task, options, weights))
+    labels = _model_labels(model, request) if _classifies(task) else None
+    done = _resume(request.out, _identity(request, task, options, weights), examples, labels)
     runner = load_runner(
         task, request.model, device=request.device, batch_size=request.batch_size, options=options,
         backend=request.backend,
@@ -79,6 +105,7 @@ def evaluate(
     # A chunk only partly cached is predicted again whole: batches then hold the same examples
     # as in an uninterrupted run, so padding, and with it every float, comes out the same.
     missing = [chunk for chunk in chunks if any(example.id not in done for example in chunk)]
+    _forget_cut_chunks(request.out, done, missing)
     elapsed = _predict(task, runner, missing, request, done, progress, len(examples))
     predicted = sum(len(chunk) for chunk in missing)
     ordered = [done[example.id] for example in examples]
@@ -86,11 +113,17 @@ def evaluate(
 
     predictions = [row["scored"] for row in ordered]
     references = [example.reference for example in examples]
-    if "label" in {f.name for f in dataclasses.fields(task.output_type)}:
-        references = map_labels(references, _model_labels(model, request), request.label_map)
+    if labels is not None:
+        references = map_labels(references, labels, request.label_map)
     metrics = {}
     for metric in chosen:
-        score = bootstrap(metric, predictions, references, request.bootstrap, request.seed)
+        try:
+            score = bootstrap(metric, predictions, references, request.bootstrap, request.seed)
+        except NlpsuiteError as undefined:  # e.g. a correlation of constant scores
+            logger.warning("metric '%s' recorded as null: %s", metric.name, undefined)
+            metrics[metric.name] = MetricScore(None, (None, None), metric.higher_is_better,
+                                               metric.description)
+            continue
         metrics[metric.name] = MetricScore(
             score.value, (score.low, score.high), metric.higher_is_better, metric.description,
             metric.signature(references) if metric.signature else None,
@@ -206,8 +239,26 @@ def _identity(
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _resume(out: Path, identity: str) -> dict[str, dict[str, Any]]:
-    """Predictions cached by an earlier run of the same request; a torn last line is dropped."""
+@contextlib.contextmanager
+def lock_run_folder(out: Path) -> Iterator[None]:
+    """Hold run folder ``out`` for this process: two runs appending to one cache would each
+    predict everything. The lock is the kernel's (flock), so a killed run leaves none behind."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / LOCK).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NlpsuiteError(
+                f"{out} is in use by another nlpsuite eval; wait for it or choose another --out"
+            ) from None
+        yield
+
+
+def _resume(
+    out: Path, identity: str, examples: Sequence[Example], labels: Sequence[str] | None
+) -> dict[str, dict[str, Any]]:
+    """Predictions cached by an earlier run of the same request; a torn last line is dropped,
+    any other damage is an error (it would change the scores silently)."""
     marker, partial = out / "run.json", out / PARTIAL
     if marker.exists() and json.loads(marker.read_text()).get("identity") != identity:
         raise NlpsuiteError(
@@ -219,17 +270,73 @@ def _resume(out: Path, identity: str) -> dict[str, dict[str, Any]]:
     if partial.exists():
         text = partial.read_text(encoding="utf-8")
         complete = text[: text.rfind("\n") + 1]  # kill -9 can cut the last line short
-        for line in complete.splitlines():
-            row = json.loads(line)
+        # Compared as they come back from JSON, where a tuple is a list.
+        references = {e.id: json.loads(json.dumps(e.reference)) for e in examples}
+        lines: dict[str, int] = {}
+        for number, line in enumerate(complete.splitlines(), 1):
+            where = f"{partial}:{number}"
+            try:
+                row = _cached_row(line, where, references, lines, labels)
+            except NlpsuiteError as damage:
+                raise NlpsuiteError(f"{damage}; run again with --force to start over") from None
+            lines[row["id"]] = number
             done[row["id"]] = row
         if len(complete) != len(text):
             partial.write_text(complete, encoding="utf-8")
     return done
 
 
+def _cached_row(
+    line: str, where: str, references: Mapping[str, Any], lines: Mapping[str, int],
+    labels: Sequence[str] | None,
+) -> dict[str, Any]:
+    """One line of the partial file as :func:`_predict` wrote it, or an error saying how not."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        row = None
+    if not isinstance(row, dict):
+        raise NlpsuiteError(f"{where}: not a JSON object")
+    example_id = required_field(row, "id", str, where)
+    required_field(row, "prediction", dict, where)
+    for name in ("scored", "reference"):
+        if name not in row:
+            raise NlpsuiteError(f"{where}: missing field '{name}'")
+    if example_id not in references:
+        raise NlpsuiteError(f"{where}: id '{example_id}' is no example of the dataset")
+    if example_id in lines:
+        raise NlpsuiteError(
+            f"{where}: id '{example_id}' appears twice (first on line {lines[example_id]})"
+        )
+    if row["reference"] != references[example_id]:
+        raise NlpsuiteError(
+            f"{where}: the reference of example '{example_id}' is not the dataset's"
+        )
+    if labels is not None and row["scored"] not in labels:
+        raise NlpsuiteError(
+            f"{where}: label {row['scored']!r} is not one of the model's ({', '.join(labels)})"
+        )
+    return row
+
+
+def _forget_cut_chunks(
+    out: Path, done: dict[str, dict[str, Any]], missing: list[list[Example]]
+) -> None:
+    """Rows of a chunk cut short leave the cache before the chunk is predicted again, so the
+    cache holds each example once."""
+    cut = [example.id for chunk in missing for example in chunk if example.id in done]
+    for example_id in cut:
+        del done[example_id]
+    if cut:
+        write_atomic(out / PARTIAL, _jsonl(done.values()))
+
+
 def _write_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    write_atomic(out / "predictions.jsonl", text)
+    write_atomic(out / "predictions.jsonl", _jsonl(rows))
+
+
+def _jsonl(rows: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def _weights(model: str) -> str | None:
@@ -239,11 +346,16 @@ def _weights(model: str) -> str | None:
         return None
 
 
+def _classifies(task: Task) -> bool:
+    """Whether the task's outputs are labels of the model (mapped onto the dataset's)."""
+    return "label" in {f.name for f in dataclasses.fields(task.output_type)}
+
+
 def _label_mapping(
     task: Task, examples: Sequence[Example], references: Sequence[Any]
 ) -> dict[str, str] | None:
     """For classification: each dataset label and the model label the metrics compared with."""
-    if "label" not in {f.name for f in dataclasses.fields(task.output_type)}:
+    if not _classifies(task):
         return None
     pairs = zip((str(example.reference) for example in examples), references, strict=True)
     return dict(sorted(pairs))

@@ -29,15 +29,18 @@ def evaluate_metric(
 
     target, _, key = name_or_dir.partition("#")
     local = Path(target).expanduser()
+    # A name that is neither registered nor a folder is most likely a typo: say that first.
+    subject = (
+        f"metric '{target}' is not a known metric (known: {', '.join(known)}); as a Hugging "
+        "Face evaluate metric it"
+        if known and not local.exists() else f"metric '{target}'"
+    )
     if importlib.util.find_spec("evaluate") is None:
         raise NlpsuiteError(
-            f"metric '{name_or_dir}' needs the optional package 'evaluate': "
-            "pip install 'nlpsuite[evaluate]'"
+            f"{subject} needs the optional package 'evaluate': pip install 'nlpsuite[evaluate]'"
         )
-    hint = f" (known metrics: {', '.join(known)})" if known else ""
     offline_message = (
-        f"metric '{target}' needs the Hugging Face Hub; offline, pass a local metric directory"
-        + hint
+        f"{subject} needs the Hugging Face Hub; offline, pass a local metric directory"
     )
     if not local.exists() and _hub_offline():
         raise NlpsuiteError(offline_message)  # fail fast, without paying for importing evaluate

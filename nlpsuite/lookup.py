@@ -3,17 +3,24 @@
 Tasks, backends and metrics by name come from the process-wide registry
 (:func:`nlpsuite.plugins.registry`); :func:`load_runner` and :func:`run` turn a task and a model
 into predictions, and :func:`load_model` loads a checkpoint on the inference engine a backend spec
-names. Datasets by name or path are :mod:`nlpsuite.catalog`'s.
+names. Datasets by name or path are :mod:`nlpsuite.catalog`'s. Every runner
+:func:`load_runner` gives is a :class:`CheckedRunner`: a plugin whose runner breaks the contract
+is named in a :class:`~nlpsuite.errors.PluginError`, whoever calls it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nlpsuite import plugins
 from nlpsuite.backends import Backend, backend_label
-from nlpsuite.errors import NlpsuiteError
+from nlpsuite.errors import NlpsuiteError, PluginError
 from nlpsuite.hf_metrics import evaluate_metric
 from nlpsuite.metrics import Metric
 from nlpsuite.models import load_on_backend, resolve_device
@@ -39,10 +46,11 @@ def load_runner(
     options: Mapping[str, Any] | None = None,
     trust_remote_code: bool = False,
     backend: str = "torch",
-) -> Runner:
+) -> CheckedRunner:
     """Load ``model`` (a hub id or a local directory; the task's default if None) into a runner.
 
     ``backend``: the inference engine, e.g. ``onnx`` or ``ctranslate2:compute_type=int8``.
+    The runner is a :class:`CheckedRunner`.
     """
     if isinstance(task, str):
         task = get_task(task)
@@ -57,7 +65,94 @@ def load_runner(
         trust_remote_code=trust_remote_code,
         backend=canonical_backend(backend),
     )
-    return task.load(config)
+    runner = task.load(config)
+    if not callable(runner):
+        raise PluginError(
+            f"{_at_fault(task)}: load returned {type(runner).__name__}, not a runner"
+        )
+    return CheckedRunner(task, runner)
+
+
+@dataclass(frozen=True)
+class CheckedRunner:
+    """A task's runner, checking every batch's outputs against the contract: a list with one
+    output per input, each of the task's ``output_type``, with fields of their declared types
+    where those are plain (``str``, ``int``, ``float``, ``bool``, ``list``, ``tuple``, ``dict``,
+    optionally ``| None``; element types are not checked). A broken contract raises
+    :class:`~nlpsuite.errors.PluginError` naming the plugin; outputs that keep it are returned
+    as the plugin's ``runner`` gave them."""
+
+    task: Task
+    runner: Runner
+
+    def __call__(self, batch: Sequence[Any]) -> list[Any]:
+        outputs = self.runner(batch)
+        problem = _broken_contract(self.task.output_type, len(batch), outputs)
+        if problem is not None:
+            raise PluginError(f"{_at_fault(self.task)}: {problem}")
+        return outputs
+
+
+def _at_fault(task: Task) -> str:
+    """``plugin 'NAME' (PACKAGE VERSION), task 'TASK'`` for a registered task, naming who to
+    blame when it misbehaves; ``task 'TASK'`` for one that no plugin registered."""
+    registry = plugins.registry()
+    owner = registry.plugin_of("task", task.name) if registry.tasks.get(task.name) is task else None
+    if owner is None:
+        return f"task '{task.name}'"
+    package = f" ({owner.package} {owner.version})" if owner.package else ""
+    return f"plugin '{owner.name}'{package}, task '{task.name}'"
+
+
+def _broken_contract(output_type: type, inputs: int, outputs: Any) -> str | None:
+    if not isinstance(outputs, list):
+        return f"the runner returned {type(outputs).__name__}, not a list"
+    if len(outputs) != inputs:
+        plural = "" if len(outputs) == 1 else "s"
+        return f"the runner gave {len(outputs)} output{plural} for {inputs} inputs"
+    fields = _plain_fields(output_type)
+    for position, output in enumerate(outputs):
+        if not isinstance(output, output_type):
+            return (f"output {position} is {type(output).__name__}, not the task's output_type "
+                    f"{output_type.__name__}")
+        for name, accepted, declared in fields:
+            value = getattr(output, name)
+            # bool is an int to isinstance, but not to JSON or to a reader of the output.
+            if not isinstance(value, accepted) or (
+                isinstance(value, bool) and bool not in accepted
+            ):
+                return (f"output {position}: field '{name}' should be {declared}, "
+                        f"got {type(value).__name__}")
+    return None
+
+
+# A declared type, and the types its values may have (JSON does not tell a list from a tuple).
+_PLAIN: dict[Any, tuple[type, ...]] = {
+    str: (str,), int: (int,), float: (float, int), bool: (bool,), list: (list, tuple),
+    tuple: (list, tuple), dict: (dict,), type(None): (type(None),),
+}
+
+
+@functools.cache
+def _plain_fields(record_type: type) -> tuple[tuple[str, tuple[type, ...], str], ...]:
+    """Each field of ``record_type`` whose declared type is plain: its name, the types its
+    value may have, and the declared type as written."""
+    try:
+        hints = typing.get_type_hints(record_type)
+        fields = dataclasses.fields(record_type)
+    except Exception:  # annotations that do not resolve, or not a dataclass: nothing to check
+        return ()
+    plain = []
+    for field in fields:
+        hint = hints[field.name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kinds = [typing.get_origin(kind) or kind for kind in (typing.get_args(hint) if union
+                                                              else (hint,))]
+        if all(kind in _PLAIN for kind in kinds):
+            accepted = tuple(t for kind in kinds for t in _PLAIN[kind])
+            declared = hint.__name__ if isinstance(hint, type) else str(hint)
+            plain.append((field.name, accepted, declared))
+    return tuple(plain)
 
 
 def run(

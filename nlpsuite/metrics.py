@@ -467,13 +467,27 @@ RECALL_100 = _retrieval("recall@100", _recall(100), "share of relevant documents
 def spearman(predictions: Sequence[float], references: Sequence[float]) -> float:
     from scipy.stats import spearmanr
 
+    _check_correlation("spearman", predictions, references)
     return float(spearmanr(predictions, references).statistic)
 
 
 def pearson(predictions: Sequence[float], references: Sequence[float]) -> float:
     from scipy.stats import pearsonr
 
+    _check_correlation("pearson", predictions, references)
     return float(pearsonr(predictions, references).statistic)
+
+
+def _check_correlation(
+    name: str, predictions: Sequence[float], references: Sequence[float]
+) -> None:
+    """A correlation needs two points and variation on both sides; scipy would return NaN."""
+    for side, values in (("predictions", predictions), ("references", references)):
+        if len(set(values)) < 2:
+            raise NlpsuiteError(
+                f"{name} is undefined here: the {len(values)} {side} are all equal"
+                if values else f"{name} is undefined for no examples"
+            )
 
 
 SPEARMAN = Metric("spearman", True, spearman, "Spearman rank correlation with gold scores")
@@ -503,11 +517,12 @@ BUILT_IN: tuple[Metric, ...] = (
 
 @dataclass(frozen=True)
 class Score:
-    """A metric's value on the whole corpus and its bootstrap confidence interval."""
+    """A metric's value on the whole corpus and its bootstrap confidence interval (None without
+    resamples: an interval of one point would claim certainty that nothing measured)."""
 
     value: float
-    low: float
-    high: float
+    low: float | None
+    high: float | None
 
 
 # Resample indices are drawn this many at a time (rows x examples), so memory stays bounded on
@@ -555,12 +570,18 @@ def _resampled_values(
     else:
         for chunk in _resamples(n, resamples, seed):
             for picked in chunk:
-                values.append(
-                    metric.compute(
-                        [predictions[i] for i in picked], [references[i] for i in picked]
-                    )
-                )
+                values.append(_value_or_nan(
+                    metric, [predictions[i] for i in picked], [references[i] for i in picked]
+                ))
     return np.asarray(values, dtype=np.float64)
+
+
+def _value_or_nan(metric: Metric, predictions: Sequence[Any], references: Sequence[Any]) -> float:
+    # A resample can be degenerate where the corpus is not (all its scores equal): it is left out.
+    try:
+        return float(metric.compute(predictions, references))
+    except NlpsuiteError:
+        return math.nan
 
 
 def bootstrap(
@@ -583,13 +604,17 @@ def bootstrap(
             f"metric '{metric.name}': {len(predictions)} predictions for "
             f"{len(references)} references"
         )
+    if resamples < 0:
+        raise NlpsuiteError(f"bootstrap resamples must be 0 or more, got {resamples}")
     value = metric.compute(predictions, references)
-    if resamples <= 0 or len(predictions) < 2:
+    if resamples == 0:
+        return Score(value, None, None)
+    if len(predictions) < 2:
         return Score(value, value, value)
     draws = _resampled_values(metric, predictions, references, resamples, seed)
     draws = draws[~np.isnan(draws)]
     if draws.size == 0:
-        return Score(value, math.nan, math.nan)
+        return Score(value, None, None)  # no resample defines the metric: no interval
     tail = 100.0 * (1.0 - confidence) / 2.0
     low, high = np.percentile(draws, [tail, 100.0 - tail])
     return Score(value, float(low), float(high))

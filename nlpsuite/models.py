@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite.backends import Backend, BackendConfig, backend_label
-from nlpsuite.checkpoints import checkpoint_folder, files_stamp, hub_reachable, resolve_model
+from nlpsuite.checkpoints import (
+    check_parts,
+    checkpoint_folder,
+    files_stamp,
+    hub_reachable,
+    resolve_model,
+)
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.options import Option
 from nlpsuite.quantized import QUANTIZE_MODES, load_quantized, quantization_of, quantize_model
@@ -60,6 +66,11 @@ def load_model(
     encoders; other models are an error). Another inference engine: :func:`nlpsuite.lookup.
     load_model`, which takes a backend spec.
     """
+    if "backend" in kwargs:
+        raise NlpsuiteError(
+            "nlpsuite.models.load_model loads with torch only; for backend="
+            f"{kwargs['backend']!r} call nlpsuite.lookup.load_model"
+        )
     if quantize is not None:
         if quantize not in QUANTIZE_MODES:
             raise NlpsuiteError(
@@ -85,7 +96,7 @@ def load_model(
         loaded = loaded.to(device).eval()
         return quantize_model(loaded, quantize) if quantize is not None else loaded
 
-    return _cached(key, model, load)
+    return _cached(key, model, load, ("config", "weights"))
 
 
 def load_on_backend(backend: Backend, options: Mapping[str, Any], auto_class: str, model: str,
@@ -156,7 +167,7 @@ def load_tokenizer(model: str, *, trust_remote_code: bool = False, **kwargs: Any
             source, trust_remote_code=trust_remote_code, local_files_only=local_only, **kwargs
         )
 
-    return _cached(key, model, load)
+    return _cached(key, model, load, ("tokenizer",))
 
 
 def load_config(model: str, *, trust_remote_code: bool = False) -> Any:
@@ -169,7 +180,7 @@ def load_config(model: str, *, trust_remote_code: bool = False) -> Any:
             source, trust_remote_code=trust_remote_code, local_files_only=local_only
         )
 
-    return _cached(("config", model, trust_remote_code), model, load)
+    return _cached(("config", model, trust_remote_code), model, load, ("config",))
 
 
 def forget_model(model: str) -> None:
@@ -179,7 +190,7 @@ def forget_model(model: str) -> None:
             del _cache[key]
 
 
-def _cached(key: tuple[Any, ...], model: str, load: Any) -> Any:
+def _cached(key: tuple[Any, ...], model: str, load: Any, needed: tuple[str, ...]) -> Any:
     # A model saved again into the same folder (retrained, re-exported) is loaded again.
     key = (*key, files_stamp(model))
     with _lock:
@@ -187,6 +198,8 @@ def _cached(key: tuple[Any, ...], model: str, load: Any) -> Any:
             return _cache[key]
         quiet_transformers()
         source = resolve_model(model)
+        if Path(source).is_dir():
+            check_parts(Path(source), needed)
         _cache[key] = load_or_explain(source, model, load)
         return _cache[key]
 

@@ -35,3 +35,14 @@ class Option:
             raise NlpsuiteError(
                 f"option '{self.name}': expected {self.type.__name__}, got {value!r}"
             ) from None
+
+
+def parse_key_values(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
+    """``("k=v", ...)`` as given to a repeatable ``flag`` (``--option``), as a dict of strings."""
+    parsed = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.strip():
+            raise NlpsuiteError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        parsed[key.strip()] = value
+    return parsed

@@ -1,15 +1,19 @@
 """Loads plugins from the ``nlpsuite`` entry-point group and keeps what they register.
 
-A plugin that fails to import or whose hook raises is skipped with one warning line, and nothing
-it registered is kept; the rest of the suite keeps working. ``NLPSUITE_LOAD_PLUGINS`` (a comma
-separated list of plugin or package names; empty for none) restricts which plugins load.
+A plugin that fails to import or whose hook raises (even ``sys.exit()``; only Ctrl-C gets
+through) is skipped with one warning line, and nothing it registered is kept; the rest of the
+suite keeps working. What a plugin prints while it loads goes to stderr, so that a command's
+stdout carries only the command's output. ``NLPSUITE_LOAD_PLUGINS`` (a comma separated list of
+plugin or package names; empty for none) restricts which plugins load.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -83,11 +87,15 @@ class Registry:
             if only is not None and not {entry_point.name, package} & only:
                 continue
             try:
-                plugin = entry_point.load()
-            except Exception as error:  # a broken plugin must not break the suite
+                with contextlib.redirect_stdout(sys.stderr):
+                    plugin = entry_point.load()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # a broken plugin, even one that exits, is skipped
                 self._skip(entry_point.name, package, version, error)
                 continue
-            self.add(plugin, entry_point.name, package, version)
+            with contextlib.redirect_stdout(sys.stderr):
+                self.add(plugin, entry_point.name, package, version)
 
     def add(self, plugin: Any, name: str, package: str = "", version: str = "") -> PluginInfo:
         """Register ``plugin`` (a module or object with ``@hookimpl`` functions); call its hooks."""
@@ -113,7 +121,9 @@ class Registry:
                 for metric in task.metrics:
                     staged.metrics.setdefault(metric.name, metric)
             self._check_taken(staged)
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
             if self.manager.is_registered(plugin):
                 self.manager.unregister(plugin)
             return self._skip(name, package, version, error)
@@ -141,16 +151,35 @@ class Registry:
         return info
 
     def add_commands(self, cli: Any) -> None:
-        """Let each loaded plugin add CLI commands; one that raises is reported and skipped."""
-        for plugin in self.manager.get_plugins():
+        """Let each loaded plugin add CLI commands, in load order. One whose hook raises, or that
+        replaces or removes a command already there (built-in or another plugin's), is reported
+        with one warning line and none of its commands is kept."""
+        for info in self.plugins:
+            plugin = self.manager.get_plugin(info.name) if info.ok else None
+            if plugin is None:
+                continue
+            before = dict(cli.commands)
             try:
-                self._call(plugin, "register_commands", cli=cli)
-            except Exception as error:
-                logger.warning(
-                    "plugin %r: register_commands failed: %s",
-                    self.manager.get_name(plugin),
-                    _describe(error),
-                )
+                with contextlib.redirect_stdout(sys.stderr):
+                    self._call(plugin, "register_commands", cli=cli)
+                refused = self._taken_command(before, cli.commands)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:
+                refused = _describe(error)
+            if refused is not None:
+                cli.commands.clear()
+                cli.commands.update(before)
+                logger.warning("plugin %r: register_commands failed: %s", info.name, refused)
+                continue
+            self._owner.update({("command", name): info.name for name in cli.commands.keys()
+                                - before.keys()})
+
+    def plugin_of(self, kind: str, name: str) -> PluginInfo | None:
+        """The loaded plugin that registered the ``kind`` (``"task"``, ``"dataset"``, ...) called
+        ``name``; None for nlpsuite's own and for names no plugin registered."""
+        owner = self._owner.get((kind, name))
+        return next((info for info in self.plugins if info.ok and info.name == owner), None)
 
     def task(self, name: str) -> Task:
         return _lookup("task", self.tasks, name)
@@ -181,7 +210,17 @@ class Registry:
                         f"'{self._owner[(kind, key)]}'"
                     )
 
-    def _skip(self, name: str, package: str, version: str, error: Exception | str) -> PluginInfo:
+    def _taken_command(self, before: dict[str, Any], after: dict[str, Any]) -> str | None:
+        for name, command in sorted(before.items()):
+            if after.get(name) is not command:
+                owner = self._owner.get(("command", name))
+                taken = f"already registered by plugin '{owner}'" if owner else "a built-in command"
+                return f"command '{name}' is {taken}"
+        return None
+
+    def _skip(
+        self, name: str, package: str, version: str, error: BaseException | str
+    ) -> PluginInfo:
         reason = error if isinstance(error, str) else _describe(error)
         logger.warning("plugin %r skipped: %s", name, reason)
         info = PluginInfo(name, package, version, error=reason)
@@ -208,8 +247,10 @@ def _collector(into: dict[str, Any], kind: type[Any]) -> Callable[[Any], None]:
     return register
 
 
-def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}".splitlines()[0]
+def _describe(error: BaseException) -> str:
+    # sys.exit() has no message: its name alone says what happened.
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return text.splitlines()[0]
 
 
 def _distribution(entry_point: EntryPoint) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from nlpsuite.checkpoints import model_size, resolve_model
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.models import load_config, load_tokenizer
 from nlpsuite.quantized import MARKER, MODES, WEIGHTS, quantization_of, quantize_model
-from nlpsuite.records import write_atomic
+from nlpsuite.records import check_writable, write_atomic
 from nlpsuite.training import load_base_model
 
 
@@ -43,6 +43,7 @@ def quantize_checkpoint(
     if mode not in MODES:
         raise NlpsuiteError(f"unknown quantization '{mode}' (use {', '.join(MODES)})")
     out = Path(out)
+    check_writable(out, "output folder", folder=True)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise NlpsuiteError(f"output folder {out} is not empty; choose another --out")
     source = resolve_model(model)

@@ -13,6 +13,7 @@ torch and transformers are imported inside functions, so that importing nlpsuite
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,19 @@ def load_quantized(
             f"{source}/config.json: field '{MARKER}': unknown mode {entry.get('mode')!r} "
             f"(this nlpsuite reads {', '.join(repr(m) for m in MODES.values())})"
         )
-    weights = Path(source) / str(entry.get("weights", WEIGHTS))
+    named = entry.get("weights", WEIGHTS)
+    if not isinstance(named, str):
+        raise NlpsuiteError(
+            f"{source}/config.json: field '{MARKER}.weights' should be a file name, "
+            f"got {type(named).__name__}"
+        )
+    # Judged by the name, not by resolving links: a Hub cache's files are links to blobs.
+    if os.path.isabs(named) or os.path.normpath(named).split(os.sep)[0] == os.pardir:
+        raise NlpsuiteError(
+            f"{source}/config.json: field '{MARKER}.weights': {named!r} is outside the model "
+            f"folder"
+        )
+    weights = Path(source) / named
     if not weights.is_file():
         raise NlpsuiteError(f"{source}: {weights.name} is missing (the int8 weights)")
     config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)

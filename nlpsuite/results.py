@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.records import decode_utf8
 
 RESULTS_VERSION = 1
 
@@ -246,11 +247,9 @@ class RunResult:
         """``file`` read and checked; errors are one line naming ``shown`` (default: the path)."""
         where = shown or str(file)
         try:
-            document = json.loads(file.read_text(encoding="utf-8"))
+            document = json.loads(decode_utf8(file.read_bytes(), where))
         except json.JSONDecodeError as error:
             raise NlpsuiteError(f"{where}:{error.lineno}: not valid JSON ({error.msg})") from None
-        except UnicodeDecodeError:
-            raise NlpsuiteError(f"{where}: not UTF-8 text") from None
         except OSError as error:
             raise NlpsuiteError(f"{where}: cannot read ({error.strerror})") from None
         return cls.from_json(document, where)

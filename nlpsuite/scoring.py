@@ -118,16 +118,20 @@ def _results(
 # Plain-text files: one segment or label per line.
 
 
-def read_lines(path: Path, role: str) -> list[str]:
-    """The lines of a UTF-8 text file, split on "\\n" only (a final newline is optional)."""
+def read_lines(path: Path, role: str, *, keep_byte_order_mark: bool = False) -> list[str]:
+    """The lines of a UTF-8 text file, split on "\\n" only (a final newline is optional); a
+    leading byte-order mark is dropped unless ``keep_byte_order_mark``."""
     if not path.is_file():
         raise NlpsuiteError(f"{role} file not found: {path}")
-    return [line for _, line in numbered_lines(path)]
+    return [line for _, line in numbered_lines(path, keep_byte_order_mark=keep_byte_order_mark)]
 
 
-def _aligned(predictions: Path, references: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
-    hypotheses = read_lines(predictions, "predictions")
-    streams = [read_lines(reference, "references") for reference in references]
+def _aligned(
+    predictions: Path, references: Sequence[Path], *, keep_byte_order_mark: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    hypotheses = read_lines(predictions, "predictions", keep_byte_order_mark=keep_byte_order_mark)
+    streams = [read_lines(reference, "references", keep_byte_order_mark=keep_byte_order_mark)
+               for reference in references]
     for reference, lines in zip(references, streams, strict=True):
         if len(lines) != len(hypotheses):
             raise NlpsuiteError(
@@ -142,14 +146,23 @@ def _aligned(predictions: Path, references: Sequence[Path]) -> tuple[list[str], 
 def _score_text(
     task: str, predictions: Path, references: Sequence[Path], chosen: Sequence[Metric] | None
 ) -> ScoreReport:
-    hypotheses, streams = _aligned(predictions, references)
+    # sacrebleu reads a byte-order mark as part of the first segment, and its scores count it
+    # (BLEU differs in the fourth decimal on a full test set): keep it, and say so.
+    hypotheses, streams = _aligned(predictions, references, keep_byte_order_mark=True)
     per_segment = [list(refs) for refs in zip(*streams, strict=True)]
     metrics = chosen if chosen is not None else _task_metrics(task)
+    notes = tuple(
+        f"{path} starts with a UTF-8 byte-order mark; it is scored as part of the first line, "
+        "as sacrebleu reads it"
+        for path, lines in zip((predictions, *references), (hypotheses, *streams), strict=True)
+        if lines[0].startswith("\ufeff")
+    )
     return ScoreReport(
         task,
         len(hypotheses),
         _results(metrics, hypotheses, per_segment),
         {"references": len(references)},
+        notes,
     )
 
 

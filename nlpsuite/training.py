@@ -39,7 +39,7 @@ from nlpsuite.harness import map_labels
 from nlpsuite.lookup import get_task, list_tasks
 from nlpsuite.models import forget_model, load_or_explain, quiet_transformers
 from nlpsuite.quantized import quantization_of
-from nlpsuite.records import read_json, write_atomic
+from nlpsuite.records import check_writable, read_json, write_atomic
 from nlpsuite.results import package_versions
 from nlpsuite.tasks import RunConfig, TrainConfig, TrainingSetup
 
@@ -97,6 +97,7 @@ def train(
             f"trainable tasks: {trainable})"
         )
     _check(config)
+    check_writable(config.out, "output folder", folder=True)
     for source in (config.train, config.validation):
         if source is not None:
             _not_empty(source)

@@ -482,8 +482,11 @@ def _squad_answers(path: Path, limit: int | None) -> tuple[list[str], list[str],
                     text, start = answers[0].get("text"), answers[0].get("answer_start")
                     if not isinstance(text, str) or not text.strip():
                         raise fail(qa, where, "field 'answers[0].text' is missing or empty")
-                    if not isinstance(start, int) or isinstance(start, bool):
+                    if start is None:  # no answer_start: place the answer where it first occurs
                         start = context.find(text)
+                    elif not isinstance(start, int) or isinstance(start, bool):
+                        raise fail(qa, where, f"field 'answers[0].answer_start' should be an "
+                                              f"integer, got {type(start).__name__} ({start!r})")
                     if start < 0 or context[start : start + len(text)] != text:
                         found = context.find(text)
                         if found < 0:

@@ -255,7 +255,7 @@ def _first_row_keys(spec: str) -> dict[str, Any]:
         if suffix == ".csv":
             return dict.fromkeys(next(csv.reader([first_line(path)]), []))
         return first_jsonl_keys(path)
-    except NlpsuiteError:
+    except (NlpsuiteError, csv.Error):  # the records reader reports a bad file with its line
         return {}
 
 

@@ -180,8 +180,11 @@ def test_bootstrap_interval_holds_the_value_and_is_seeded() -> None:
     assert first.value == BLEU.compute(predictions, references)
     assert bootstrap(BLEU, predictions, references, resamples=300, seed=1) == first
     assert bootstrap(BLEU, predictions, references, resamples=300, seed=2) != first
-    # No resampling asked for, or nothing to resample: the value alone.
-    assert bootstrap(BLEU, predictions, references, resamples=0).low == first.value
+    # No resampling asked for: no interval; nothing to resample: the value alone.
+    unsampled = bootstrap(BLEU, predictions, references, resamples=0)
+    assert (unsampled.value, unsampled.low, unsampled.high) == (first.value, None, None)
+    with pytest.raises(NlpsuiteError, match="resamples must be 0 or more, got -10"):
+        bootstrap(BLEU, predictions, references, resamples=-10)
     one = bootstrap(ACCURACY, ["a"], ["a"])
     assert one.low == one.value == one.high == 1.0
 
@@ -327,11 +330,13 @@ def test_a_hub_metric_offline_is_one_clear_line(monkeypatch: pytest.MonkeyPatch)
         find_metric("nlpsuite-no-such-metric")
     message = str(raised.value)
     assert "\n" not in message
+    # First that the name is unknown, with the known names, in case it was a typo.
     assert message.startswith(
-        "metric 'nlpsuite-no-such-metric' needs the Hugging Face Hub; offline, pass a local "
-        "metric directory"
+        "metric 'nlpsuite-no-such-metric' is not a known metric (known: accuracy, "
     )
-    assert "accuracy" in message  # the known names, in case it was a typo
+    assert message.endswith(
+        "needs the Hugging Face Hub; offline, pass a local metric directory"
+    )
 
 
 @needs_evaluate

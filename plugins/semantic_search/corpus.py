@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nlpsuite import NlpsuiteError
-from nlpsuite.records import iter_rows
+from nlpsuite.records import iter_rows, not_utf8
 
 # The bundled data lives beside the other plugins' in plugins/data, one folder up.
 DEMO_CORPUS = Path(__file__).resolve().parent.parent / "data" / "demo-corpus.jsonl"
@@ -43,8 +43,8 @@ def read_corpus(path: str | Path) -> Corpus:
             first_seen[doc_id] = where
             ids.append(doc_id)
             texts.append(text)
-    except UnicodeDecodeError:
-        raise NlpsuiteError(f"corpus {file} is not UTF-8 text") from None
+    except UnicodeDecodeError:  # plain text lines; read again, as bytes, to say where
+        raise not_utf8(str(file), file.read_bytes()) from None
     if not ids:
         raise NlpsuiteError(f"corpus {file} has no documents")
     return Corpus(tuple(ids), tuple(texts), str(file))

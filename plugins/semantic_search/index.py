@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from nlpsuite import NlpsuiteError, __version__
 from nlpsuite.checkpoints import resolve_model
-from nlpsuite.records import write_folder_atomic
+from nlpsuite.datasets import sha256_file
+from nlpsuite.records import check_writable, decode_utf8, read_json, write_folder_atomic
 
 from .corpus import read_corpus
 from .encoder import DEFAULT_MODEL, cached_weights_sha256, load_encoder
@@ -121,12 +122,7 @@ class Index:
         import numpy as np
 
         target = Path(out_dir)
-        if target.exists() and not target.is_dir():
-            raise NlpsuiteError(f"index path {target} exists and is not a directory")
-        if target.is_dir() and any(target.iterdir()) and not (target / "index.json").is_file():
-            raise NlpsuiteError(
-                f"{target} exists and is not an nlpsuite index; choose an empty or new directory"
-            )
+        check_index_folder(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         storage = np.float16 if float16 else np.float32
         meta = {
@@ -151,6 +147,8 @@ class Index:
                     handle.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False))
                     handle.write("\n")
                 sync_file(handle)
+            # Lines reordered or edited by hand would pair texts with other documents' vectors.
+            meta["docs_sha256"] = sha256_file(staging / "docs.jsonl")
             if self.hnsw is not None:
                 self.hnsw.write(staging / HNSW_FILE)
             # index.json last: its presence marks a complete index.
@@ -160,6 +158,25 @@ class Index:
 
         write_folder_atomic(target, fill, replace=True)
         return target
+
+
+def check_index_folder(target: Path) -> None:
+    """Refuse a folder an index cannot be saved to: not writable, or holding something else."""
+    check_writable(target, "index folder", folder=True)
+    if target.is_dir() and any(target.iterdir()) and not (target / "index.json").is_file():
+        raise NlpsuiteError(
+            f"{target} exists and is not an nlpsuite index; choose an empty or new directory"
+        )
+
+
+def non_finite_rows(embeddings: np.ndarray) -> tuple[int, int]:
+    """The position of the first row holding NaN or an infinity, and how many rows do; a NaN
+    vector would score NaN against every query, and sort anywhere."""
+    import numpy as np
+
+    bad = ~np.isfinite(embeddings).all(axis=1)
+    count = int(bad.sum())
+    return (int(bad.argmax()) if count else -1), count
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,12 +235,22 @@ def build_index(
     ``out_dir`` if given."""
     if hnsw is not None:
         import_faiss()  # a missing library should fail before minutes of embedding, not after
+    if out_dir is not None:  # before minutes of embedding, not after
+        check_index_folder(Path(out_dir))
     corpus = read_corpus(corpus_path)
     encoder = load_encoder(model, device=device, trust_remote_code=trust_remote_code)
+    embeddings = encoder.encode(corpus.texts, batch_size)
+    first_bad, bad = non_finite_rows(embeddings)
+    if bad:
+        raise NlpsuiteError(
+            f"{corpus_path}: model '{model}' gave NaN or infinite embeddings for {bad} of "
+            f"{len(corpus.ids)} documents (first: document {corpus.ids[first_bad]!r}); the "
+            f"checkpoint's weights may be broken"
+        )
     index = Index(
         ids=corpus.ids,
         texts=corpus.texts,
-        embeddings=encoder.encode(corpus.texts, batch_size),
+        embeddings=embeddings,
         model=model,
         weights_sha256=cached_weights_sha256(model),
         meta={
@@ -251,10 +278,7 @@ def load_index(path: str | Path) -> Index:
     meta_file = folder / "index.json"
     if not meta_file.is_file():
         raise NlpsuiteError(f"{folder} is not an nlpsuite index (no index.json)")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise NlpsuiteError(f"{meta_file}: not valid JSON ({error})") from None
+    meta = read_json(meta_file)
     if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
         raise NlpsuiteError(f"{meta_file}: not an nlpsuite semantic-search index")
     version = meta.get("version")
@@ -282,8 +306,9 @@ def load_index(path: str | Path) -> Index:
     docs_file = folder / "docs.jsonl"
     if not docs_file.is_file():
         raise NlpsuiteError(f"{folder} is incomplete: docs.jsonl is missing")
-    with docs_file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with docs_file.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = decode_utf8(raw, str(docs_file), number)
             try:
                 doc = json.loads(line)
                 ids.append(str(doc["id"]))
@@ -294,6 +319,18 @@ def load_index(path: str | Path) -> Index:
                 ) from None
     if len(ids) != count:
         raise NlpsuiteError(f"{docs_file}: {len(ids)} documents, index.json says {count}")
+    # Indexes saved before nlpsuite recorded the hash have none, and load unchecked.
+    if "docs_sha256" in meta and sha256_file(docs_file) != meta["docs_sha256"]:
+        raise NlpsuiteError(
+            f"{docs_file}: its sha256 is not the one index.json records: the documents changed "
+            f"after the index was saved; rebuild the index"
+        )
+    first_bad, bad = non_finite_rows(stored)
+    if bad:
+        raise NlpsuiteError(
+            f"{folder / 'embeddings.npy'}: {bad} of {count} embeddings hold NaN or infinite "
+            f"values (first: row {first_bad + 1}, document {ids[first_bad]!r}); rebuild the index"
+        )
     sha = meta.get("weights_sha256")
     return Index(
         ids=tuple(ids),
