@@ -11,7 +11,7 @@ from nlpsuite import NlpsuiteError
 from nlpsuite.batching import encode_truncated
 from nlpsuite.models import load_tokenizer
 from nlpsuite.records import MAX_RECORD_ENV
-from tests.helpers import nlpsuite, nlpsuite_process, one_error_line
+from tests.helpers import nlpsuite, one_error_line
 
 NO_TOKENIZER = "tokenizer files (tokenizer.json, vocab.txt, vocab.json or a sentencepiece model)"
 NO_WEIGHTS = "weights (model.safetensors or pytorch_model.bin)"
@@ -95,12 +95,12 @@ def test_a_huge_input_is_never_tokenized_whole(tiny_classifier: Path) -> None:
     ("long.csv", "text\na fine film\n" + "x" * 5000 + "\n"),
 ])
 def test_a_record_over_the_limit_is_one_line(
-    tiny_classifier: Path, tmp_path: Path, name: str, text: str
+    tiny_classifier: Path, tmp_path: Path, name: str, text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / name
     path.write_text(text)
-    done = nlpsuite_process("run", "sentiment", "--model", str(tiny_classifier), "--input",
-                            str(path), env={MAX_RECORD_ENV: "1000"})
+    monkeypatch.setenv(MAX_RECORD_ENV, "1000")
+    done = nlpsuite("run", "sentiment", "--model", str(tiny_classifier), "--input", str(path))
     assert done.returncode == 2 and done.stdout == ""
     assert one_error_line(done.stderr) == (
         f"nlpsuite: error: {path}:{3 if name.endswith('csv') else 2}: a record longer than 1,000 "
@@ -108,9 +108,11 @@ def test_a_record_over_the_limit_is_one_line(
     )
 
 
-def test_a_stdin_line_over_the_limit_is_one_line(tiny_classifier: Path) -> None:
-    done = nlpsuite_process("run", "sentiment", "--model", str(tiny_classifier), "--input", "-",
-                            stdin='{"text": "fine"}\n{"text": "' + "y" * 3000 + '"}\n',
-                            env={MAX_RECORD_ENV: "1000"})
+def test_a_stdin_line_over_the_limit_is_one_line(
+    tiny_classifier: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MAX_RECORD_ENV, "1000")
+    done = nlpsuite("run", "sentiment", "--model", str(tiny_classifier), "--input", "-",
+                    stdin='{"text": "fine"}\n{"text": "' + "y" * 3000 + '"}\n')
     assert done.returncode == 2
     assert one_error_line(done.stderr).startswith("nlpsuite: error: <stdin>:2: a record longer")
