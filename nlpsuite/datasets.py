@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,6 +28,8 @@ from typing import Any
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric
 from nlpsuite.records import decode_utf8, iter_rows
+
+logger = logging.getLogger("nlpsuite")
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,13 @@ def load_parallel(source: str | Path, references: Sequence[str | Path]) -> list[
     if not references:
         raise NlpsuiteError(f"{source}: a parallel dataset needs at least one reference file")
     sources = numbered_lines(source)
-    targets = [numbered_lines(reference) for reference in references]
+    # A reference's byte-order mark stays part of its first line, as sacrebleu reads the file, so
+    # that corpus scores equal sacrebleu's for the same bytes; the model's input drops it.
+    targets = [numbered_lines(reference, keep_byte_order_mark=True) for reference in references]
+    for reference, lines in zip(references, targets, strict=True):
+        if lines and lines[0][1].startswith("\ufeff"):
+            logger.warning("%s starts with a UTF-8 byte-order mark; it is scored as part of the "
+                           "first line, as sacrebleu reads it", reference)
     for reference, lines in zip(references, targets, strict=True):
         if len(lines) != len(sources):
             raise NlpsuiteError(

@@ -86,7 +86,15 @@ class CheckedRunner:
     runner: Runner
 
     def __call__(self, batch: Sequence[Any]) -> list[Any]:
-        outputs = self.runner(batch)
+        try:
+            outputs = self.runner(batch)
+        except NlpsuiteError:
+            raise  # the user's input, as the plugin says it
+        except Exception as error:  # the plugin's own fault: name it, keep the cause chained
+            detail = (str(error).strip().splitlines() or [""])[0]
+            raise PluginError(
+                f"{_at_fault(self.task)}: the runner failed: {type(error).__name__}: {detail}"
+            ) from error
         problem = _broken_contract(self.task.output_type, len(batch), outputs)
         if problem is not None:
             raise PluginError(f"{_at_fault(self.task)}: {problem}")

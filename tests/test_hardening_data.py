@@ -288,3 +288,24 @@ def test_label_files_with_a_byte_order_mark_still_match_their_labels(tmp_path: P
     done = nlpsuite("score", "sentiment", "-p", str(predicted), "-r", str(gold), "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["metrics"]["accuracy"]["value"] == 1.0
+
+
+def test_a_reference_file_with_a_byte_order_mark_is_evaluated_as_sacrebleu_reads_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nlpsuite.catalog import load_dataset
+    from nlpsuite.metrics import BLEU
+
+    source, reference = tmp_path / "src.en", tmp_path / "ref.de"
+    source.write_bytes(BOM + b"This is a test.\nGood morning all.\n")
+    reference.write_bytes(BOM + b"Das ist ein Test.\nGuten Morgen alle zusammen.\n")
+    with caplog.at_level("WARNING", logger="nlpsuite"):
+        examples = load_dataset(f"{source}:{reference}", "translation")
+    assert examples[0].input["text"] == "This is a test."  # the model's input drops the mark
+    hypotheses = ["Das ist ein Test.", "Guten Morgen alle."]
+    ours = BLEU.compute(hypotheses, [example.reference for example in examples])
+    assert ours == sacrebleu.corpus_bleu(hypotheses, [sacrebleu_lines(reference)]).score
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{reference} starts with a UTF-8 byte-order mark; it is scored as part of the first "
+        "line, as sacrebleu reads it"
+    ]

@@ -283,6 +283,25 @@ def test_a_runner_that_breaks_the_contract_is_named(
     assert isinstance(raised.value, NlpsuiteError) and raised.value.exit_code == 1
 
 
+def test_a_runner_that_raises_is_named_and_a_user_error_passes_through() -> None:
+    def crash(batch: Sequence[Any]) -> list[Any]:
+        raise ZeroDivisionError("division by zero\nmore detail")
+
+    with pytest.raises(PluginError) as raised:
+        run(_task(crash), ["a"])
+    assert str(raised.value) == (
+        "task 'labels': the runner failed: ZeroDivisionError: division by zero"
+    )
+    assert isinstance(raised.value.__cause__, ZeroDivisionError)
+
+    def refuse(batch: Sequence[Any]) -> list[Any]:
+        raise NlpsuiteError("field 'text' is too odd")
+
+    with pytest.raises(NlpsuiteError) as refused:
+        run(_task(refuse), ["a"])
+    assert not isinstance(refused.value, PluginError)
+
+
 def test_outputs_that_keep_the_contract_come_back_unchanged() -> None:
     given: list[Label] = []
 
