@@ -12,7 +12,9 @@ A backend is chosen by a spec string: its name, optionally with options, e.g. ``
 ``onnx:quantize=int8``, ``ctranslate2:compute_type=int8``. ``torch`` is the default and always
 installed; the others are optional extras (``pip install 'nlpsuite[onnx]'``). A backend that
 converts a checkpoint does it once and keeps the result under :func:`cache_dir`, keyed by the
-sha256 of the weights.
+sha256 of the weights. What it returns has ``newly_initialized``: the weights its conversion's
+transformers load made up (:func:`nlpsuite.models.newly_initialized`), so that a task head the
+checkpoint lacks is refused as on torch (absent: nothing made up).
 """
 
 from __future__ import annotations

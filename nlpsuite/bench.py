@@ -130,6 +130,7 @@ class BenchRun:
             bootstrap=self.bootstrap,
             label_map=dict(self.label_map),
             metrics=self.metrics,
+            model_name=self.model.name,
         )
 
     def describe(self) -> str:
@@ -313,7 +314,11 @@ def is_complete(run: BenchRun, out: Path) -> bool:
 
 def _same_request(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     # The output folder may be spelt differently (relative or absolute); the folder is the same.
-    ignore = {"out"}
+    # The model's suite name is a label (and part of the folder's name): runs recorded before
+    # it was stay complete.
+    ignore = {"out", "model_name"}
+    # A field added since the run was recorded had its default then (results.py's rule).
+    recorded = {**request_fields(EvalRequest(task="", dataset="", out=Path())), **recorded}
     return {k: v for k, v in recorded.items() if k not in ignore} == {
         k: v for k, v in wanted.items() if k not in ignore
     }
@@ -325,9 +330,11 @@ def run_suite(
     *,
     force: bool = False,
     report: Callable[[int, int, Outcome], None] | None = None,
+    progress: Callable[[], Callable[[int, int], None] | None] | None = None,
 ) -> list[Outcome]:
     """Run every incomplete run of ``suite`` into ``out``; a run that fails is reported and the
-    rest go on. ``force`` runs complete ones again, from scratch."""
+    rest go on. ``force`` runs complete ones again, from scratch. ``progress`` makes each run's
+    progress callback (see :func:`nlpsuite.harness.evaluate`)."""
 
     missing = suite.missing_models()
     if missing:
@@ -342,7 +349,8 @@ def run_suite(
             start = time.perf_counter()
             try:
                 # The harness discards the folder's files under its lock on the folder.
-                results = evaluate(run.request(out), force=force)
+                results = evaluate(run.request(out), force=force,
+                                   progress=progress() if progress is not None else None)
             except NlpsuiteError as error:
                 outcome = Outcome(run, "failed", time.perf_counter() - start, str(error))
             else:

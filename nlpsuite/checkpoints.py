@@ -43,6 +43,11 @@ def resolve_model(model: str) -> str:
     return model
 
 
+def installed_bundled_models() -> list[str]:
+    """The hub ids of :data:`BUNDLED_MODELS` whose package is installed: they work offline."""
+    return [model for model in BUNDLED_MODELS if resolve_model(model) != model]
+
+
 def checkpoint_folder(model: str) -> Path | None:
     """The folder holding ``model``'s files: a local directory (given or bundled), or the local
     Hugging Face cache's snapshot of a hub id; None where no copy is on this machine."""

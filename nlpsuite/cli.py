@@ -18,12 +18,27 @@ from nlpsuite.errors import NlpsuiteError, user_message
 from nlpsuite.lookup import canonical_backend, list_backends, list_tasks, load_runner
 from nlpsuite.model_commands import MODEL_COMMANDS
 from nlpsuite.options import parse_key_values
-from nlpsuite.records import check_writable, iter_records, stdin_lines, to_json, write_atomic
+from nlpsuite.records import (
+    check_writable,
+    iter_records,
+    stdin_lines,
+    text_lines,
+    to_json,
+    write_atomic,
+)
 from nlpsuite.results import EvalRequest
-from nlpsuite.tasks import Task
+from nlpsuite.scales import format_interval, format_number, scale_from_json, scale_label
+from nlpsuite.task_inputs import example_record, input_fields, input_file_kind
+from nlpsuite.tasks import Task, render_score
 
 # Inputs are handed to the runner this many at a time, so output starts before a big file ends.
 CHUNK = 1024
+# eval and bench: how their progress shows (see _eval_progress).
+QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines.")
+PROGRESS_EVERY = click.option(
+    "--progress-every", default=30.0, show_default=True, metavar="SECONDS",
+    type=click.FloatRange(min=0),
+    help="Off a terminal (a log, CI): seconds between progress lines on stderr.")
 
 
 class CliError(click.ClickException):
@@ -183,7 +198,8 @@ def tasks(as_json: bool) -> None:
               help="Bootstrap resamples for the 95% confidence intervals (0 for none).")
 @click.option("--label-map", metavar="D=M,...",
               help="Dataset label to model label, e.g. 0=NEGATIVE,1=POSITIVE.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@QUIET
+@PROGRESS_EVERY
 @click.option("--backend", default="torch", show_default=True, metavar="NAME[:KEY=VALUE,...]",
               help="Inference engine, e.g. onnx or ctranslate2:compute_type=int8 "
               "(see nlpsuite backends).")
@@ -192,10 +208,13 @@ def tasks(as_json: bool) -> None:
               "name or a Hugging Face evaluate metric directory.")
 @click.option("--force", is_flag=True,
               help="Discard the folder's cached predictions and start over.")
+@click.option("--allow-random-head", is_flag=True,
+              help="Run a checkpoint that lacks the task's trained head with a random one.")
 def eval_command(task_name: str, dataset: str, model: str | None, out: str | None, device: str,
                  batch_size: int, option: tuple[str, ...], limit: int | None,
                  sample: int | None, seed: int, bootstrap: int, label_map: str | None,
-                 quiet: bool, backend: str, metric_names: tuple[str, ...], force: bool) -> None:
+                 quiet: bool, progress_every: float, backend: str, metric_names: tuple[str, ...],
+                 force: bool, allow_random_head: bool) -> None:
     """Evaluate TASK with its metrics on a dataset; resumes an interrupted run."""
     from pathlib import Path
 
@@ -208,20 +227,20 @@ def eval_command(task_name: str, dataset: str, model: str | None, out: str | Non
         batch_size=batch_size, options=parse_key_values(option, "--option"), limit=limit,
         sample=sample, seed=seed, bootstrap=bootstrap,
         label_map=parse_key_values(tuple(label_map.split(",")) if label_map else (), "--label-map"),
-        backend=backend, metrics=metric_names or None,
+        backend=backend, metrics=metric_names or None, allow_random_head=allow_random_head,
     )
-    show = not quiet and sys.stderr.isatty()
     # start-up: the harness and its data machinery load only when this command runs
     from nlpsuite.harness import evaluate
-    results = evaluate(request, progress=_progress_bar() if show else None, force=force)
-    if show:
-        click.echo(err=True)
+    results = evaluate(request, progress=_eval_progress(quiet, progress_every), force=force)
+    if not quiet and sys.stderr.isatty():
+        click.echo(err=True)  # ends the bar's line
     for name, score in results["metrics"].items():
+        scale = scale_from_json(score.get("scale"))
+        value = "null" if score["value"] is None else format_number(score["value"], scale)
         low, high = score["ci95"]
-        value = "null" if score["value"] is None else f"{score['value']:.4f}"
-        # No interval without resamples (--bootstrap 0).
-        interval = "" if low is None or high is None else f"\t[{low:.4f}, {high:.4f}]"
-        click.echo(f"{name}\t{value}{interval}")
+        interval = format_interval(low, high, scale)  # none without resamples (--bootstrap 0)
+        shown = f"{value}\t{interval}" if interval else value
+        click.echo(f"{name}\t{shown}\t({scale_label(scale)})")
     click.echo(f"results: {folder / 'results.json'}")
 
 
@@ -250,7 +269,8 @@ def score(task_name: str, predictions: str, references: tuple[str, ...],
         return
     for result in report.metrics:
         signature = f"\t{result.signature}" if result.signature else ""
-        click.echo(f"{result.name}\t{result.value:.4f}{signature}")
+        click.echo(f"{result.name}\t{format_number(result.value, result.scale)}"
+                   f"\t({scale_label(result.scale)}){signature}")
 
 
 @cli.command("datasets")
@@ -279,7 +299,10 @@ def datasets_command(as_json: bool) -> None:
 @click.option("--list", "list_only", is_flag=True,
               help="List the runs and whether each is complete; run nothing.")
 @click.option("--force", is_flag=True, help="Run complete runs again, from scratch.")
-def bench(suite_file: str, out: str, list_only: bool, force: bool) -> None:
+@QUIET
+@PROGRESS_EVERY
+def bench(suite_file: str, out: str, list_only: bool, force: bool, quiet: bool,
+          progress_every: float) -> None:
     """Run a benchmark suite (TOML: tasks x models x datasets); skips complete runs."""
     from pathlib import Path
 
@@ -291,12 +314,17 @@ def bench(suite_file: str, out: str, list_only: bool, force: bool) -> None:
             click.echo(f"{'complete' if complete else 'to run'}\t{run.describe()}\t{run.folder}")
         return
 
+    bar = not quiet and sys.stderr.isatty()
+
     def report(number: int, total: int, outcome: Any) -> None:
+        if bar and outcome.status != "skipped":
+            click.echo(err=True)  # ends the bar's line
         shown = {"skipped": "already complete", "failed": f"FAILED: {outcome.error}"}.get(
             outcome.status, f"done in {outcome.seconds:.1f} s")
         click.echo(f"[{number}/{total}] {outcome.run.describe()}: {shown}")
 
-    outcomes = run_suite(suite, Path(out), force=force, report=report)
+    outcomes = run_suite(suite, Path(out), force=force, report=report,
+                         progress=lambda: _eval_progress(quiet, progress_every))
     click.echo(f"{summary(outcomes)}; results in {out}")
     failed = sum(outcome.status == "failed" for outcome in outcomes)
     if failed:
@@ -330,26 +358,76 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text.strip("/."))[-60:]
 
 
-def _progress_bar() -> Callable[[int, int], None]:
+def _eval_progress(quiet: bool, every: float) -> Callable[[int, int], None] | None:
+    """Progress of one eval on stderr: a bar on a terminal; off one (a log, CI), a line every
+    ``every`` seconds and at the end, so a long run is not silent."""
+    if quiet:
+        return None
+    return _progress_bar() if sys.stderr.isatty() else _progress_lines(every)
+
+
+def _pace() -> Callable[[int, int], tuple[float, float]]:
+    """Examples per second and seconds left, counted from the first call (the harness makes it as
+    its timed predictions start), so loading and cached predictions do not count."""
     import time
 
-    start = time.perf_counter()
-    first: list[int] = []
+    first: list[tuple[float, int]] = []
+
+    def pace(done: int, total: int) -> tuple[float, float]:
+        now = time.perf_counter()
+        if not first:
+            first.append((now, done))
+        began, done_then = first[0]
+        rate = (done - done_then) / (now - began) if now > began else 0.0
+        return rate, (total - done) / rate if rate > 0 else 0.0
+
+    return pace
+
+
+def _progress_bar() -> Callable[[int, int], None]:
+    pace = _pace()
 
     def show(done: int, total: int) -> None:
-        if not first:
-            first.append(done)
-        rate = (done - first[0]) / max(time.perf_counter() - start, 1e-9)
-        left = (total - done) / rate if rate > 0 else 0.0
+        rate, left = pace(done, total)
+        if rate == 0 and done < total:  # the start: no rate yet
+            return
         click.echo(f"\r{done}/{total} examples  {rate:.1f}/s  {left:.0f}s left   ",
                    err=True, nl=False)
 
     return show
 
 
+def _progress_lines(every: float) -> Callable[[int, int], None]:
+    import time
+
+    pace = _pace()
+    last: list[float] = []
+
+    def show(done: int, total: int) -> None:
+        rate, left = pace(done, total)
+        now = time.perf_counter()
+        last[:] = last or [now]  # the first call: the clock starts, no rate yet
+        if done < total and (now - last[0] < every or rate == 0):
+            return
+        last[0] = now
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a slow model: 0.4 ex/s
+        when = "done" if done >= total else f"about {_duration(left)} left"
+        click.echo(f"nlpsuite: {done:,}/{total:,} examples, {shown} ex/s, {when}", err=True)
+
+    return show
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 @cli.group(cls=_TaskGroup)
 def run() -> None:
-    """Run a task on text arguments, stdin lines, or a JSONL/CSV --input file."""
+    """Run a task on text arguments, stdin lines, or an --input file (JSONL, CSV, TSV, .txt)."""
 
 
 def _run_command(task: Task) -> click.Command:
@@ -367,6 +445,7 @@ def _run_command(task: Task) -> click.Command:
         option: tuple[str, ...],
         trust_remote_code: bool,
         backend: str,
+        allow_random_head: bool,
         **flags: Any,
     ) -> None:
         options = parse_key_values(option, "--option")
@@ -374,10 +453,13 @@ def _run_command(task: Task) -> click.Command:
         shared = {k: v for k, v in flags.items() if k in extra_fields and v is not None}
         if output_path is not None:  # refused now, not after the model has loaded
             check_writable(output_path, "output file")
+        if input_path is not None:  # likewise a file of a kind --input does not read
+            input_file_kind(input_path)
         # What the plugin prints goes to stderr: stdout carries only the outputs (JSONL: --json).
         with contextlib.redirect_stdout(sys.stderr):
             runner = load_runner(task, model, device=device, batch_size=batch_size, options=options,
-                                 trust_remote_code=trust_remote_code, backend=backend)
+                                 trust_remote_code=trust_remote_code, backend=backend,
+                                 allow_random_head=allow_random_head)
         records = _inputs(task, texts, input_path, primary, shared)
         write = _writer(task, output_path, as_json)
         with write:
@@ -392,9 +474,9 @@ def _run_command(task: Task) -> click.Command:
         click.Option(
             ["--input", "-i", "input_path"],
             metavar="FILE",
-            help="JSONL or CSV with the fields "
+            help="JSONL, CSV or TSV with the fields "
             + ", ".join(f.name for f in fields)
-            + " ('-' for JSONL on stdin).",
+            + f", or .txt with one '{primary}' per line ('-' for JSONL on stdin).",
         ),
         click.Option(
             ["--output", "-o", "output_path"],
@@ -430,6 +512,8 @@ def _run_command(task: Task) -> click.Command:
             help="Inference engine, e.g. onnx or ctranslate2:compute_type=int8 "
             "(see nlpsuite backends).",
         ),
+        click.Option(["--allow-random-head"], is_flag=True,
+                     help="Run a checkpoint that lacks the task's trained head with a random one."),
     ]
     params += [
         click.Option(
@@ -449,7 +533,32 @@ def _run_command(task: Task) -> click.Command:
         for o in task.options
         if o.name not in extra_fields
     ]
-    return click.Command(task.name, callback=command, params=params, help=task.description)
+    return _TaskCommand(task, callback=command, params=params, help=task.description)
+
+
+class _TaskCommand(click.Command):
+    """``nlpsuite run TASK``. Its help ends with the fields the task reads and an example line,
+    made only when help is shown: the example may load a dataset."""
+
+    def __init__(self, task: Task, **kwargs: Any) -> None:
+        super().__init__(task.name, **kwargs)
+        self.task = task
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        fields = input_fields(self.task)
+        flags = ", ".join(f"--{field.name.replace('_', '-')}" for field in fields[1:])
+        with formatter.section("Input fields"):
+            formatter.write_text(
+                f"Text arguments, stdin lines and .txt --input files (one text per line) fill "
+                f"'{fields[0].name}'" + (f", with {flags} for the other fields" if flags else "")
+                + "; JSONL, CSV and TSV --input files give every field by name."
+            )
+            formatter.write_paragraph()
+            formatter.write_dl([(field.name, field.summary()) for field in fields])
+        with formatter.section("Example --input line (JSONL)"):
+            line = json.dumps(example_record(self.task), ensure_ascii=False)
+            formatter.write(f"{'':>{formatter.current_indent}}{line}\n")  # unwrapped: one line
+        super().format_epilog(ctx, formatter)
 
 
 def _inputs(
@@ -459,10 +568,12 @@ def _inputs(
     if input_path is not None:
         if texts:
             raise NlpsuiteError("give text arguments or --input, not both")
-        yield from iter_records(input_path, task.input_type)
-        return
-    if texts:
-        lines: Any = ((f"argument {i}", text) for i, text in enumerate(texts, 1))
+        if input_file_kind(input_path) == "records":
+            yield from iter_records(input_path, task.input_type)
+            return
+        lines: Any = ((f"{input_path}:{n}", line) for n, line in text_lines(input_path))
+    elif texts:
+        lines = ((f"argument {i}", text) for i, text in enumerate(texts, 1))
     elif sys.stdin.isatty():
         raise NlpsuiteError(
             f"no input: give text arguments, pipe lines to stdin, or --input FILE "
@@ -512,11 +623,14 @@ class _writer:
         if self.path is not None and kind is None:
 
             write_atomic(self.path, "".join(self.lines))
+            count = len(self.lines)
+            click.echo(f"nlpsuite: {count} record{'' if count == 1 else 's'} written to "
+                       f"{self.path}", err=True)
 
 
 def _render_fields(output: Any) -> str:
     values = dataclasses.asdict(output).values()
-    return "\t".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in values)
+    return "\t".join(render_score(v) if isinstance(v, float) else str(v) for v in values)
 
 
 def _log_to_stderr() -> None:

@@ -58,7 +58,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run ``request`` (resuming any earlier partial run in its folder, unless ``force`` starts
     over) and return results.json (the JSON document of the
-    :class:`~nlpsuite.results.RunResult` it wrote)."""
+    :class:`~nlpsuite.results.RunResult` it wrote).
+
+    ``progress(done, total)`` is called once when the timed predictions start and after each
+    chunk; ``done`` counts cached predictions too."""
     if request.bootstrap < 0:
         raise NlpsuiteError(f"--bootstrap must be 0 or more, got {request.bootstrap}")
     check_writable(request.out, "results folder", folder=True)
@@ -78,43 +81,65 @@ def evaluate(
         raise NlpsuiteError(f"dataset '{request.dataset}' has no examples")
     # A dataset may need options to be evaluated at all (a retrieval corpus); the user's win.
     options = task.parse_options({**dataset.options, **request.options})
+    # All that can fail on the user's arguments (model, labels, options) fails before the folder
+    # is made or claimed, so the corrected command finds it as it was.
+    started = datetime.now(UTC)
+    model = request.model or task.model_for(options)
+    labels = _model_labels(model, request) if _classifies(task) else None
+    references = [example.reference for example in examples]
+    if labels is not None:
+        references = map_labels(references, labels, request.label_map)
+    runner = load_runner(
+        task, request.model, device=request.device, batch_size=request.batch_size, options=options,
+        backend=request.backend, allow_random_head=request.allow_random_head,
+    )
+    loaded = _Loaded(model, _weights(model), labels, references, runner, started)
+    made = [folder for folder in (request.out, *request.out.parents) if not folder.exists()]
     with lock_run_folder(request.out):
-        return _evaluate_in_folder(
-            request, task, chosen, dataset, examples, options, progress, force
-        )
+        try:
+            return _evaluate_in_folder(
+                request, task, chosen, dataset, examples, options, loaded, progress, force
+            )
+        except BaseException:
+            _drop_unused_claim(request.out, made)
+            raise
+
+
+@dataclasses.dataclass(frozen=True)
+class _Loaded:
+    """What a run loads before it claims its folder."""
+
+    model: str
+    weights: str | None
+    labels: list[str] | None
+    references: list[Any]  # as the model names them, for a classifier
+    runner: Callable[[Sequence[Any]], list[Any]]
+    started: datetime
 
 
 def _evaluate_in_folder(
     request: EvalRequest, task: Task, chosen: tuple[Metric, ...], dataset: Dataset,
-    examples: list[Example], options: dict[str, Any],
+    examples: list[Example], options: dict[str, Any], loaded: _Loaded,
     progress: Callable[[int, int], None] | None, force: bool,
 ) -> dict[str, Any]:
     if force:
         for name in RUN_FILES:
             (request.out / name).unlink(missing_ok=True)
-    started = datetime.now(UTC)
-    model = request.model or task.model_for(options)
-    weights = _weights(model)
-    labels = _model_labels(model, request) if _classifies(task) else None
-    done = _resume(request.out, _identity(request, task, options, weights), examples, labels)
-    runner = load_runner(
-        task, request.model, device=request.device, batch_size=request.batch_size, options=options,
-        backend=request.backend,
-    )
+    done = _resume(request.out, _identity(request, task, options, loaded.weights), examples,
+                   loaded.labels)
     chunks = _chunks(examples, max(request.checkpoint_every, request.batch_size))
     # A chunk only partly cached is predicted again whole: batches then hold the same examples
     # as in an uninterrupted run, so padding, and with it every float, comes out the same.
     missing = [chunk for chunk in chunks if any(example.id not in done for example in chunk)]
     _forget_cut_chunks(request.out, done, missing)
-    elapsed = _predict(task, runner, missing, request, done, progress, len(examples))
+    warmed = _warm_up(task, loaded.runner, missing, request.batch_size)
+    elapsed = _predict(task, loaded.runner, missing, request, done, progress, len(examples))
     predicted = sum(len(chunk) for chunk in missing)
     ordered = [done[example.id] for example in examples]
     _write_predictions(request.out, ordered)
 
     predictions = [row["scored"] for row in ordered]
-    references = [example.reference for example in examples]
-    if labels is not None:
-        references = map_labels(references, labels, request.label_map)
+    references = loaded.references
     metrics = {}
     for metric in chosen:
         try:
@@ -122,15 +147,15 @@ def _evaluate_in_folder(
         except NlpsuiteError as undefined:  # e.g. a correlation of constant scores
             logger.warning("metric '%s' recorded as null: %s", metric.name, undefined)
             metrics[metric.name] = MetricScore(None, (None, None), metric.higher_is_better,
-                                               metric.description)
+                                               metric.description, scale=metric.scale)
             continue
         metrics[metric.name] = MetricScore(
             score.value, (score.low, score.high), metric.higher_is_better, metric.description,
-            metric.signature(references) if metric.signature else None,
+            metric.signature(references) if metric.signature else None, metric.scale,
         )
     result = RunResult(
         task=task.name,
-        model=ModelInfo(model, weights, **model_size(model)),
+        model=ModelInfo(loaded.model, loaded.weights, **model_size(loaded.model)),
         dataset=DatasetInfo(name=request.dataset, examples=len(examples),
                             **_fingerprint_fields(fingerprint(dataset))),
         metrics=metrics,
@@ -141,9 +166,10 @@ def _evaluate_in_folder(
         device=request.device,
         backend=request.backend,
         versions=package_versions(request.backend),
-        started=started.isoformat(), finished=datetime.now(UTC).isoformat(),
+        started=loaded.started.isoformat(), finished=datetime.now(UTC).isoformat(),
         examples_per_second=predicted / elapsed if predicted and elapsed > 0 else None,
         resumed_examples=len(examples) - predicted,
+        warmup_examples=warmed, timed_examples=predicted,
         label_mapping=_label_mapping(task, examples, references),
         request=request_fields(request),
         command=eval_command_line(request),
@@ -169,6 +195,25 @@ def _chunks(examples: list[Example], size: int) -> list[list[Example]]:
     return [examples[begin : begin + size] for begin in range(0, len(examples), size)]
 
 
+def _warm_up(
+    task: Task, runner: Callable[[Sequence[Any]], list[Any]], chunks: list[list[Example]],
+    batch_size: int,
+) -> int:
+    """Run the first batch once, untimed, its outputs discarded, and return its size: the first
+    call in a process pays for one-off work (the first forward pass at a shape, weights paged
+    in), which would make whichever model a benchmark runs first look slower. Runners are
+    deterministic, so the predictions recorded after it are the same."""
+    if not chunks:
+        return 0
+    batch = chunks[0][:batch_size]
+    runner(_inputs(task, batch))
+    return len(batch)
+
+
+def _inputs(task: Task, examples: Sequence[Example]) -> list[Any]:
+    return [task.make_input(example.input, f"example {example.id}") for example in examples]
+
+
 def _predict(
     task: Task, runner: Callable[[Sequence[Any]], list[Any]], chunks: list[list[Example]],
     request: EvalRequest, done: dict[str, dict[str, Any]],
@@ -176,11 +221,12 @@ def _predict(
 ) -> float:
     """Predict ``chunks`` one at a time, appending each finished chunk to the partial file."""
     start = time.perf_counter()
+    if progress is not None and chunks:
+        progress(len(done), total)
     with (request.out / PARTIAL).open("a", encoding="utf-8") as partial:
         for chunk in chunks:
-            inputs = [task.make_input(example.input, f"example {example.id}") for example in chunk]
             rows = []
-            for example, output in zip(chunk, runner(inputs), strict=True):
+            for example, output in zip(chunk, runner(_inputs(task, chunk)), strict=True):
                 # "scored" is what the metrics read, so a resumed run needs no output records.
                 row = {"id": example.id, "prediction": dataclasses.asdict(output),
                        "scored": task.prediction(output), "reference": example.reference}
@@ -260,7 +306,8 @@ def _resume(
     """Predictions cached by an earlier run of the same request; a torn last line is dropped,
     any other damage is an error (it would change the scores silently)."""
     marker, partial = out / "run.json", out / PARTIAL
-    if marker.exists() and json.loads(marker.read_text()).get("identity") != identity:
+    claimed = json.loads(marker.read_text()).get("identity") if marker.exists() else identity
+    if claimed != identity and _holds_predictions(out):
         raise NlpsuiteError(
             f"{out} holds a run with other arguments or other model weights; "
             "choose another --out or delete it"
@@ -284,6 +331,27 @@ def _resume(
         if len(complete) != len(text):
             partial.write_text(complete, encoding="utf-8")
     return done
+
+
+def _holds_predictions(out: Path) -> bool:
+    """Whether ``out`` caches a run's predictions (its results, or a whole line of them): only
+    then does its run.json keep the folder for that run's request."""
+    partial = out / PARTIAL
+    return (out / "results.json").exists() or (partial.exists() and b"\n" in partial.read_bytes())
+
+
+def _drop_unused_claim(out: Path, made: Sequence[Path]) -> None:
+    """After a failed run: a claim with no prediction cached under it goes, and so do the
+    folders this run made, so a failure leaves no stub behind."""
+    with contextlib.suppress(OSError):  # the run's own error is the one to report
+        if _holds_predictions(out):
+            return
+        for name in ("run.json", PARTIAL):
+            (out / name).unlink(missing_ok=True)
+        if made:
+            (out / LOCK).unlink(missing_ok=True)
+        for folder in made:  # innermost first; one holding other files now stays
+            folder.rmdir()
 
 
 def _cached_row(

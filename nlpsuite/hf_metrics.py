@@ -63,7 +63,8 @@ def evaluate_metric(
 
     about = str(getattr(module, "description", "") or "").strip().split("\n")[0]
     description = f"Hugging Face evaluate metric {target}" + (f": {about}" if about else "")
-    return Metric(metric_name, higher_is_better, compute, description)
+    # evaluate's metrics report on their own scales (its bleu 0-1, sacrebleu 0-100): unknown.
+    return Metric(metric_name, higher_is_better, compute, description, scale=None)
 
 
 def _pick_score(result: Any, key: str, explicit: bool, name: str) -> float:

@@ -20,10 +20,11 @@ from typing import Any
 
 from nlpsuite import plugins
 from nlpsuite.backends import Backend, backend_label
+from nlpsuite.checkpoints import installed_bundled_models
 from nlpsuite.errors import NlpsuiteError, PluginError
 from nlpsuite.hf_metrics import evaluate_metric
 from nlpsuite.metrics import Metric
-from nlpsuite.models import load_on_backend, resolve_device
+from nlpsuite.models import OfflineModelError, RandomHeadError, load_on_backend, resolve_device
 from nlpsuite.tasks import RunConfig, Runner, Task
 
 
@@ -46,11 +47,13 @@ def load_runner(
     options: Mapping[str, Any] | None = None,
     trust_remote_code: bool = False,
     backend: str = "torch",
+    allow_random_head: bool = False,
 ) -> CheckedRunner:
     """Load ``model`` (a hub id or a local directory; the task's default if None) into a runner.
 
     ``backend``: the inference engine, e.g. ``onnx`` or ``ctranslate2:compute_type=int8``.
-    The runner is a :class:`CheckedRunner`.
+    ``allow_random_head``: run a checkpoint that lacks the task's head (a base model) with a
+    newly initialized one instead of refusing it. The runner is a :class:`CheckedRunner`.
     """
     if isinstance(task, str):
         task = get_task(task)
@@ -64,13 +67,31 @@ def load_runner(
         options=parsed,
         trust_remote_code=trust_remote_code,
         backend=canonical_backend(backend),
+        allow_random_head=allow_random_head,
     )
-    runner = task.load(config)
+    try:
+        runner = task.load(config)
+    except RandomHeadError as error:  # the one place that knows which task to train
+        raise error.for_task(task.name if task.train is not None else None) from None
+    except OfflineModelError as error:  # the model is the same, the ways round it the task's
+        raise error.with_offline(offline_ways(task)) from None
     if not callable(runner):
         raise PluginError(
             f"{_at_fault(task)}: load returned {type(runner).__name__}, not a runner"
         )
     return CheckedRunner(task, runner)
+
+
+def offline_ways(task: Task) -> list[str]:
+    """What gives ``task`` a model without the Hugging Face Hub: the plugin's own hint (a model
+    a package ships, say), and for a trainable task, training one from a local base model."""
+    ways = [task.offline_hint] if task.offline_hint else []
+    if task.train is not None:
+        bases = installed_bundled_models()
+        example = f", e.g. {bases[0]}, which is installed" if bases else ""
+        ways.append(f"train one: nlpsuite train {task.name} --model BASE --train FILE --out DIR "
+                    f"(BASE: a local base model{example})")
+    return ways
 
 
 @dataclass(frozen=True)
@@ -232,15 +253,18 @@ def load_model(
     device: str = "cpu",
     trust_remote_code: bool = False,
     quantize: str | None = None,
+    allow_random_head: bool = False,
     **kwargs: Any,
 ) -> Any:
     """``model`` as a transformers ``auto_class`` would load it, on the inference engine that
     ``backend`` names (``torch``, ``onnx``, ``ctranslate2:compute_type=int8``; see
     :mod:`nlpsuite.backends`), cached per process. Torch options: see
-    :func:`nlpsuite.models.load_model`."""
+    :func:`nlpsuite.models.load_model`. A checkpoint that lacks the task head of ``auto_class``
+    is a :class:`~nlpsuite.models.RandomHeadError` unless ``allow_random_head``."""
     chosen, options = parse_backend(backend)
     return load_on_backend(chosen, options, auto_class, model, device=device,
-                           trust_remote_code=trust_remote_code, quantize=quantize, **kwargs)
+                           trust_remote_code=trust_remote_code, quantize=quantize,
+                           allow_random_head=allow_random_head, **kwargs)
 
 
 def find_metric(name: str) -> Metric:

@@ -2,7 +2,7 @@
 
 Each metric scores plain values: a task's ``prediction`` turns its output records into them.
 Scales follow the reference implementations: scikit-learn and rouge-score in [0, 1], SQuAD and
-sacrebleu in [0, 100].
+sacrebleu in [0, 100], correlations and MCC in [-1, 1]; each ``Metric`` says its ``scale``.
 
 Bootstrap confidence intervals recompute a metric on 1,000 resampled corpora. Calling the
 reference library 1,000 times is far too slow for BLEU on a few thousand segments, so a metric may
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.scales import CORRELATION, PERCENT, UNIT, Scale, check_scale
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,6 +40,8 @@ class Metric:
     ``statistics`` and ``from_statistics`` are optional and come together: ``statistics`` gives an
     ``(n_examples, k)`` array, ``from_statistics`` turns a column sum of it (of any subset or
     resample of its rows) into the metric's value. :func:`bootstrap` uses them when present.
+    ``scale`` is the range of the values, (low, high), None where unknown: what reports print
+    beside each score and what decides its precision (:mod:`nlpsuite.scales`).
     """
 
     name: str
@@ -49,10 +52,12 @@ class Metric:
     signature: Callable[[Sequence[Any]], str] | None = None
     statistics: Statistics | None = None
     from_statistics: Callable[[np.ndarray], float] | None = None
+    scale: Scale | None = UNIT
 
     def __post_init__(self) -> None:
         if (self.statistics is None) != (self.from_statistics is None):
             raise ValueError(f"metric '{self.name}': give statistics and from_statistics together")
+        check_scale(self.scale, f"metric '{self.name}'")
 
 
 # Mean-of-examples metrics: a row [value, 1] per example; the sum of the second column is the
@@ -187,6 +192,7 @@ MCC = Metric(
     "Matthews correlation coefficient",
     statistics=confusion_statistics,
     from_statistics=matthews_from_confusion,
+    scale=CORRELATION,
 )
 
 
@@ -273,7 +279,8 @@ def _squad_metric(
     name: str, per_question: Callable[[Any, Sequence[str]], float], description: str
 ) -> Metric:
     return Metric(name, True, _squad_mean(per_question), description,
-                  statistics=_value_rows(per_question), from_statistics=_mean_of_rows(100.0))
+                  statistics=_value_rows(per_question), from_statistics=_mean_of_rows(100.0),
+                  scale=PERCENT)
 
 
 EXACT_MATCH = _squad_metric("exact_match", _exact_question, "SQuAD v1.1 exact match, 0-100")
@@ -333,7 +340,7 @@ def _sacrebleu(kind: str) -> Metric:
         return float(shared[0]._compute_score_from_stats(summed.copy()).score)
 
     description = f"sacrebleu corpus {'BLEU' if kind == 'bleu' else 'chrF'}, 0-100"
-    return Metric(kind, True, compute, description, signature, statistics, from_statistics)
+    return Metric(kind, True, compute, description, signature, statistics, from_statistics, PERCENT)
 
 
 BLEU = _sacrebleu("bleu")
@@ -490,8 +497,10 @@ def _check_correlation(
             )
 
 
-SPEARMAN = Metric("spearman", True, spearman, "Spearman rank correlation with gold scores")
-PEARSON = Metric("pearson", True, pearson, "Pearson correlation with gold scores")
+SPEARMAN = Metric("spearman", True, spearman, "Spearman rank correlation with gold scores",
+                  scale=CORRELATION)
+PEARSON = Metric("pearson", True, pearson, "Pearson correlation with gold scores",
+                 scale=CORRELATION)
 
 
 BUILT_IN: tuple[Metric, ...] = (

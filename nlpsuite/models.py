@@ -11,7 +11,7 @@ import functools
 import os
 import pickle
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,73 @@ _cache: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
 # Held while a backend converts and loads; re-entrant, as a conversion loads the torch model.
 _backend_lock = threading.RLock()
+
+# Auto classes whose output comes from a task head on top of the encoder. Loaded from a checkpoint
+# that lacks the head (a base model, a sentence encoder), transformers initializes it at random
+# and the model answers at random, so inference loads refuse that unless told otherwise.
+TASK_HEADS = {
+    "AutoModelForSequenceClassification": "sequence-classification",
+    "AutoModelForQuestionAnswering": "question-answering",
+    "AutoModelForTokenClassification": "token-classification",
+}
+
+
+class RandomHeadError(NlpsuiteError):
+    """``model`` loaded as a task model would run with newly initialized (random) weights.
+
+    ``train``: the task ``nlpsuite train`` fine-tunes it for, where the caller knows it
+    (:func:`nlpsuite.lookup.load_runner` fills it in through :meth:`for_task`); None for a task
+    that ``nlpsuite train`` cannot train."""
+
+    def __init__(self, model: str, head: str, keys: Sequence[str],
+                 train: str | None = "TASK") -> None:
+        self.model, self.head, self.keys = model, head, tuple(keys)
+        shown = ", ".join(self.keys[:6]) + (f" and {len(self.keys) - 6} more"
+                                            if len(self.keys) > 6 else "")
+        verb = "is" if len(self.keys) == 1 else "are"
+        how = (f"fine-tune it with nlpsuite train {train} --model {model} --train FILE --out DIR"
+               if train is not None else "fine-tune it for the task first")
+        super().__init__(
+            f"model '{model}' has no trained {head} head ({shown} {verb} newly initialized): "
+            f"{how}, or pass --allow-random-head to run it anyway"
+        )
+
+    def for_task(self, task: str | None) -> RandomHeadError:
+        return RandomHeadError(self.model, self.head, self.keys, task)
+
+
+def newly_initialized(loading_info: Mapping[str, Any]) -> tuple[str, ...]:
+    """The weights transformers made up when it loaded a checkpoint, from the loading info
+    ``from_pretrained(..., output_loading_info=True)`` returns: those the checkpoint lacks, and
+    those of another shape it replaced."""
+    missing = set(loading_info.get("missing_keys") or ())
+    missing |= {key for key, *_ in loading_info.get("mismatched_keys") or ()}
+    return tuple(sorted(missing))
+
+
+def refuse_random_head(auto_class: str, model: str, new_weights: Sequence[str]) -> None:
+    """Raise :class:`RandomHeadError` where ``model`` loaded as ``auto_class`` runs a task head
+    with ``new_weights`` made up at load time."""
+    if new_weights and auto_class in TASK_HEADS:
+        raise RandomHeadError(model, TASK_HEADS[auto_class], new_weights)
+
+
+class OfflineModelError(NlpsuiteError):
+    """``model`` is on neither this machine nor its Hugging Face cache, and the Hub cannot be
+    reached. ``offline``: what works without the Hub instead, where the caller knows the task
+    (:func:`nlpsuite.lookup.load_runner` fills it in through :meth:`with_offline`)."""
+
+    def __init__(self, model: str, offline: Sequence[str] = ()) -> None:
+        self.model, self.offline = model, tuple(offline)
+        instead = f"; offline, {' or '.join(self.offline)}" if self.offline else ""
+        super().__init__(
+            f"model '{model}' is not in the local cache and the Hugging Face Hub cannot be "
+            f"reached; download it elsewhere (hf download {model} --local-dir DIR), "
+            f"then pass --model DIR{instead}"
+        )
+
+    def with_offline(self, offline: Sequence[str]) -> OfflineModelError:
+        return OfflineModelError(self.model, offline)
 
 
 def resolve_device(device: str) -> str:
@@ -55,9 +122,13 @@ def load_model(
     device: str = "cpu",
     trust_remote_code: bool = False,
     quantize: str | None = None,
+    allow_random_head: bool = False,
     **kwargs: Any,
 ) -> Any:
     """``transformers.<auto_class>.from_pretrained(model)`` on ``device``, in eval mode, cached.
+
+    A task model (:data:`TASK_HEADS`) whose checkpoint lacks weights of it, so that they would be
+    newly initialized, is a :class:`RandomHeadError` unless ``allow_random_head``.
 
     ``quantize="int8"``: dynamic int8 quantization of every ``nn.Linear`` (weights stored as int8,
     activations quantized on the fly), CPU only. Faster on CPU, at a small cost in accuracy; the
@@ -89,29 +160,38 @@ def load_model(
         loader = getattr(transformers, auto_class)
         if quantization_of(source) is not None:  # an `nlpsuite quantize` export: int8 already
             return load_quantized(loader, source, device=device,
-                                  trust_remote_code=trust_remote_code, **kwargs)
-        loaded = loader.from_pretrained(
-            source, trust_remote_code=trust_remote_code, local_files_only=local_only, **kwargs
+                                  trust_remote_code=trust_remote_code, **kwargs), ()
+        loaded, info = loader.from_pretrained(
+            source, trust_remote_code=trust_remote_code, local_files_only=local_only,
+            output_loading_info=True, **kwargs
         )
         loaded = loaded.to(device).eval()
-        return quantize_model(loaded, quantize) if quantize is not None else loaded
+        loaded = quantize_model(loaded, quantize) if quantize is not None else loaded
+        return loaded, newly_initialized(info)
 
-    return _cached(key, model, load, ("config", "weights"))
+    # Cached with what the load made up, not with the permission: every load decides anew.
+    loaded, new_weights = _cached(key, model, load, ("config", "weights"))
+    if not allow_random_head:
+        refuse_random_head(auto_class, model, new_weights)
+    return loaded
 
 
 def load_on_backend(backend: Backend, options: Mapping[str, Any], auto_class: str, model: str,
                     *, device: str = "cpu", trust_remote_code: bool = False,
-                    quantize: str | None = None, **kwargs: Any) -> Any:
+                    quantize: str | None = None, allow_random_head: bool = False,
+                    **kwargs: Any) -> Any:
     """``model`` loaded by ``backend`` (options checked, defaults filled), cached per process.
 
     What comes back stands in for the transformers model of ``auto_class`` (see
     :mod:`nlpsuite.backends`). ``quantize``, a task's own option, means the same to a backend
-    that declares a ``quantize`` option.
+    that declares a ``quantize`` option. A task head the checkpoint lacks is refused on every
+    backend, as :func:`load_model` refuses it, unless ``allow_random_head``.
     """
     options = dict(options)
     if backend.name == TORCH.name:
         return load_model(auto_class, model, device=device, trust_remote_code=trust_remote_code,
-                          quantize=quantize or options.get("quantize"), **kwargs)
+                          quantize=quantize or options.get("quantize"),
+                          allow_random_head=allow_random_head, **kwargs)
     if not backend.supports(auto_class):
         runs = ", ".join(backend.auto_classes or ())
         raise NlpsuiteError(
@@ -140,7 +220,10 @@ def load_on_backend(backend: Backend, options: Mapping[str, Any], auto_class: st
             quiet_transformers()
             config = BackendConfig(auto_class, model, device, options, trust_remote_code)
             _cache[key] = backend.load(config)
-        return _cache[key]
+        loaded = _cache[key]
+    if not allow_random_head:
+        refuse_random_head(auto_class, model, getattr(loaded, "newly_initialized", ()))
+    return loaded
 
 
 def local_checkpoint(config: BackendConfig) -> Path:
@@ -149,7 +232,9 @@ def local_checkpoint(config: BackendConfig) -> Path:
     reached)."""
     snapshot = checkpoint_folder(config.model)
     if snapshot is None:
-        load_model(config.auto_class, config.model, trust_remote_code=config.trust_remote_code)
+        # Only to fetch the files: whether a random head may run is load_on_backend's call.
+        load_model(config.auto_class, config.model, trust_remote_code=config.trust_remote_code,
+                   allow_random_head=True)
         snapshot = checkpoint_folder(config.model)
     if snapshot is None:
         raise NlpsuiteError(f"model '{config.model}': no local copy of its files to convert")
@@ -221,11 +306,7 @@ def load_or_explain(source: str, model: str, load: Any) -> Any:
     except Exception as error:
         raise NlpsuiteError(f"cannot load model '{model}': {_first_line(error)}") from None
     if os.environ.get("HF_HUB_OFFLINE") or not hub_reachable():
-        raise NlpsuiteError(
-            f"model '{model}' is not in the local cache and the Hugging Face Hub cannot be "
-            f"reached; download it elsewhere (hf download {model} --local-dir DIR), "
-            f"then pass --model DIR"
-        )
+        raise OfflineModelError(model)
     try:
         return load(source, False)
     except Exception as error:

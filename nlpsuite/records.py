@@ -219,8 +219,23 @@ def stdin_lines() -> Iterator[tuple[int, str]]:
         for number, text in enumerate(sys.stdin, 1):
             yield number, text.removesuffix("\n").removesuffix("\r")
         return
-    for number, raw in enumerate(bounded_lines(raw_lines.readline, "<stdin>"), 1):
-        line = decode_utf8(raw, "<stdin>", number)
+    yield from _decoded_lines(raw_lines.readline, "<stdin>")
+
+
+def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` per line of a plain text file, read as :func:`stdin_lines` reads
+    standard input; a leading byte-order mark (Windows Notepad's UTF-8) is not part of the text."""
+    file = Path(path)
+    if not file.is_file():
+        raise NlpsuiteError(f"input file not found: {file}")
+    with file.open("rb") as handle:
+        for number, line in _decoded_lines(handle.readline, str(file)):
+            yield number, line.removeprefix("\ufeff") if number == 1 else line
+
+
+def _decoded_lines(readline: Callable[[int], bytes], name: str) -> Iterator[tuple[int, str]]:
+    for number, raw in enumerate(bounded_lines(readline, name), 1):
+        line = decode_utf8(raw, name, number)
         yield number, line.removesuffix("\n").removesuffix("\r")
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.records import decode_utf8
+from nlpsuite.scales import Scale, scale_from_json
 
 RESULTS_VERSION = 1
 
@@ -52,6 +53,10 @@ class EvalRequest:
     metrics: tuple[str, ...] | None = None
     # The inference engine (nlpsuite.backends), e.g. "onnx" or "ctranslate2:compute_type=int8".
     backend: str = "torch"
+    # Run a checkpoint that lacks the task's head with a random one rather than refuse it.
+    allow_random_head: bool = False
+    # What a suite calls the model (nlpsuite bench): a label for leaderboards, not an input.
+    model_name: str | None = None
 
 
 def request_fields(request: EvalRequest) -> dict[str, Any]:
@@ -88,6 +93,8 @@ def eval_command_line(request: EvalRequest) -> str:
         words += ["--label-map", ",".join(f"{k}={v}" for k, v in request.label_map.items())]
     for metric in request.metrics or ():
         words += ["--metric", metric]
+    if request.allow_random_head:
+        words += ["--allow-random-head"]
     return shlex.join(words)
 
 
@@ -117,11 +124,14 @@ class MetricScore:
     description: str | None = None
     # The reference implementation's own signature (sacrebleu's), where it has one.
     signature: str | None = None
+    # (low, high) of the metric's values; None where unknown (files from before scales).
+    scale: Scale | None = None
 
     def to_json(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"value": self.value, "ci95": list(self.ci95),
                                   "higher_is_better": self.higher_is_better,
-                                  "description": self.description}
+                                  "description": self.description,
+                                  "scale": list(self.scale) if self.scale else None}
         if self.signature is not None:
             fields["signature"] = self.signature
         return fields
@@ -171,6 +181,9 @@ class RunResult:
     finished: str | None = None
     examples_per_second: float | None = None
     resumed_examples: int | None = None
+    # The speed is timed_examples over their time, after an untimed warm-up batch.
+    warmup_examples: int | None = None
+    timed_examples: int | None = None
     # Classification only: each dataset label and the model label the metrics compared with.
     label_mapping: Mapping[str, str] | None = None
     request: Mapping[str, Any] | None = None  # request_fields() of the request that made it
@@ -203,6 +216,8 @@ class RunResult:
             "started": self.started, "finished": self.finished,
             "examples_per_second": self.examples_per_second,
             "resumed_examples": self.resumed_examples,
+            "warmup_examples": self.warmup_examples,
+            "timed_examples": self.timed_examples,
         }
         if self.label_mapping is not None:
             document["label_mapping"] = dict(self.label_mapping)
@@ -235,6 +250,8 @@ class RunResult:
             finished=document.get("finished"),
             examples_per_second=_number(document.get("examples_per_second")),
             resumed_examples=document.get("resumed_examples"),
+            warmup_examples=_integer(document.get("warmup_examples")),
+            timed_examples=_integer(document.get("timed_examples")),
             label_mapping=(_mapping(document["label_mapping"])
                            if isinstance(document.get("label_mapping"), dict) else None),
             request=document["request"] if isinstance(document.get("request"), dict) else None,
@@ -333,5 +350,6 @@ def _metrics(value: Any, where: str) -> dict[str, MetricScore]:
             higher_is_better=higher if isinstance(higher, bool) else None,
             description=score.get("description"),
             signature=score.get("signature"),
+            scale=scale_from_json(score.get("scale")),
         )
     return metrics

@@ -28,6 +28,7 @@ from nlpsuite.errors import NlpsuiteError
 from nlpsuite.lookup import find_metric, get_task
 from nlpsuite.metrics import Metric, squad_exact, squad_f1, squad_v2_exact, squad_v2_f1
 from nlpsuite.records import read_json
+from nlpsuite.scales import PERCENT, Scale
 from nlpsuite.squad import load_squad, squad_version
 
 TEXT_TASKS = ("translation", "summarization")
@@ -44,6 +45,7 @@ class MetricResult:
     value: float
     higher_is_better: bool = True
     signature: str | None = None
+    scale: Scale | None = None  # (low, high), as the metric declares it
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class ScoreReport:
                 m.name: {
                     "value": m.value,
                     "higher_is_better": m.higher_is_better,
+                    "scale": list(m.scale) if m.scale else None,
                     **({"signature": m.signature} if m.signature else {}),
                 }
                 for m in self.metrics
@@ -110,6 +113,7 @@ def _results(
             float(metric.compute(predictions, references)),
             metric.higher_is_better,
             metric.signature(references) if metric.signature else None,
+            metric.scale,
         )
         for metric in metrics
     )
@@ -233,8 +237,8 @@ def score_squad(
         exact = _official_scores(squad_exact, ids, golds, answers)
         f1 = _official_scores(squad_f1, ids, golds, answers)
         results = (
-            MetricResult("exact_match", _percent(exact, loop=True)),
-            MetricResult("f1", _percent(f1, loop=True)),
+            MetricResult("exact_match", _percent(exact, loop=True), scale=PERCENT),
+            MetricResult("f1", _percent(f1, loop=True), scale=PERCENT),
         )
     else:
         exact = _official_scores(squad_v2_exact, ids, golds, answers)
@@ -242,13 +246,15 @@ def score_squad(
         # Official v2.0: "has answer" is a non-empty answers list.
         has_answer = [i for i, answers_ in enumerate(golds) if answers_]
         no_answer = [i for i, answers_ in enumerate(golds) if not answers_]
-        results = (MetricResult("exact", _percent(exact)), MetricResult("f1", _percent(f1)))
+        results = (MetricResult("exact", _percent(exact), scale=PERCENT),
+                   MetricResult("f1", _percent(f1), scale=PERCENT))
         details["total"] = len(ids)
         for prefix, subset in (("HasAns", has_answer), ("NoAns", no_answer)):
             if subset:  # the official script omits an empty group
                 results += (
-                    MetricResult(f"{prefix}_exact", _percent([exact[i] for i in subset])),
-                    MetricResult(f"{prefix}_f1", _percent([f1[i] for i in subset])),
+                    MetricResult(f"{prefix}_exact", _percent([exact[i] for i in subset]),
+                                 scale=PERCENT),
+                    MetricResult(f"{prefix}_f1", _percent([f1[i] for i in subset]), scale=PERCENT),
                 )
                 details[f"{prefix}_total"] = len(subset)
     return ScoreReport(QUESTION_ANSWERING, len(ids), results, details, tuple(notes))

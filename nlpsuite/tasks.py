@@ -36,6 +36,9 @@ class RunConfig:
     trust_remote_code: bool = False
     # The inference engine spec for load_model (see nlpsuite.backends), checked and canonical.
     backend: str = "torch"
+    # Pass on to load_model: run a checkpoint without the task's head (a base model) with a
+    # newly initialized, random one instead of refusing it.
+    allow_random_head: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ class Task:
     # A trainable classifier whose training features carry ``labels``: ``nlpsuite distill``
     # can train a student for it from a teacher's logits.
     distillable: bool = False
+    # What works without the Hugging Face Hub when a model cannot be had offline (a model a
+    # package ships, say), said after the error; a trainable task also gets `nlpsuite train`.
+    offline_hint: str | None = None
 
     def parse_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Validate option names, convert values to their types, and fill in defaults."""
@@ -161,3 +167,8 @@ class Task:
             raise NlpsuiteError(f"{where}: expected text or an object, got {type(value).__name__}")
         return from_mapping(self.input_type, value, where)
 
+
+def render_score(value: float) -> str:
+    """``value`` to four decimals for a task's ``render``, a space where a minus sign would go,
+    so that columns of scores line up whatever their signs."""
+    return f"{value: .4f}"

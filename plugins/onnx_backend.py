@@ -27,7 +27,7 @@ from typing import Any
 from nlpsuite import NlpsuiteError, hookimpl
 from nlpsuite.backends import Backend, BackendConfig, cache_dir, convert_once, cpu_threads
 from nlpsuite.checkpoints import weights_sha256
-from nlpsuite.models import load_config, local_checkpoint
+from nlpsuite.models import load_config, local_checkpoint, newly_initialized
 from nlpsuite.options import Option
 from nlpsuite.quantized import QUANTIZE_MODES as TORCH_MODES
 
@@ -42,7 +42,8 @@ OUTPUTS = {
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 QUANTIZE_MODES = ("int8",)
 # Bumped when the export changes, so conversions made by an older nlpsuite are not reused.
-EXPORT_VERSION = 1
+# 2: meta.json records the weights the export's torch load made up (a missing task head).
+EXPORT_VERSION = 2
 OPSET = 17
 # An export must reproduce torch to this (float32 noise is about 1e-5 on bert-base).
 TOLERANCE = 1e-3
@@ -71,7 +72,7 @@ def load(config: BackendConfig) -> OnnxModel:
         path = _quantized(path, target / "model-int8.onnx")
     meta = json.loads((target / "meta.json").read_text())
     return OnnxModel(path, load_config(str(folder), trust_remote_code=config.trust_remote_code),
-                     meta["inputs"], config.auto_class)
+                     meta["inputs"], config.auto_class, meta["newly_initialized"])
 
 
 def export(config: BackendConfig, folder: Path, out: Path) -> None:
@@ -83,7 +84,8 @@ def export(config: BackendConfig, folder: Path, out: Path) -> None:
         "exporting %s to ONNX (once; cached in %s)", config.model, out.parent
     )
     loader = getattr(transformers, config.auto_class)
-    model = loader.from_pretrained(str(folder), trust_remote_code=config.trust_remote_code)
+    model, info = loader.from_pretrained(str(folder), trust_remote_code=config.trust_remote_code,
+                                         output_loading_info=True)
     accepted = inspect.signature(model.forward).parameters
     inputs = [name for name in INPUTS if name in accepted]
     outputs = list(OUTPUTS[config.auto_class][0])
@@ -117,7 +119,8 @@ def export(config: BackendConfig, folder: Path, out: Path) -> None:
     meta = {"model": config.model, "weights_sha256": weights_sha256(str(folder)),
             "auto_class": config.auto_class, "inputs": inputs, "outputs": outputs,
             "opset": OPSET, "torch": torch.__version__,
-            "transformers": transformers.__version__, "max_abs_diff": worst}
+            "transformers": transformers.__version__, "max_abs_diff": worst,
+            "newly_initialized": list(newly_initialized(info))}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -186,12 +189,15 @@ def _positional(model: Any, inputs: Sequence[str], outputs: Sequence[str]) -> An
 
 class OnnxModel:
     """Stands in for the transformers model: called with the tokenized batch, it returns the same
-    ``ModelOutput`` class with torch tensors (on the CPU)."""
+    ``ModelOutput`` class with torch tensors (on the CPU). ``newly_initialized``: the weights
+    the exported torch model made up at load time (see :mod:`nlpsuite.backends`)."""
 
-    def __init__(self, path: Path, config: Any, inputs: Sequence[str], auto_class: str) -> None:
+    def __init__(self, path: Path, config: Any, inputs: Sequence[str], auto_class: str,
+                 newly_initialized: Sequence[str] = ()) -> None:
         import transformers.modeling_outputs as outputs
 
         self.path = path
+        self.newly_initialized = tuple(newly_initialized)
         self.config = config
         self.inputs = list(inputs)
         self.outputs, class_name = OUTPUTS[auto_class]

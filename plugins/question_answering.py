@@ -297,7 +297,7 @@ def load(config: RunConfig) -> Callable[[Sequence[QAInput]], list[QAOutput]]:
     model = load_model(
         "AutoModelForQuestionAnswering", config.model, device=config.device,
         trust_remote_code=config.trust_remote_code, backend=config.backend,
-        quantize=config.options.get("quantize"),
+        quantize=config.options.get("quantize"), allow_random_head=config.allow_random_head,
     )
     settings = _settings(config.options, model_max_length(tokenizer, model.config))
     pads_right = tokenizer.padding_side == "right"

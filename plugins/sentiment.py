@@ -60,6 +60,7 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
         trust_remote_code=config.trust_remote_code,
         quantize=config.options["quantize"],
         backend=config.backend,
+        allow_random_head=config.allow_random_head,
     )
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     top_k = config.options["top_k"]

@@ -304,7 +304,9 @@ def test_the_readme_pipeline_builds_the_offline_leaderboard(tmp_path: Path) -> N
     assert len(document["groups"]) == 6 and not document["skipped"]
     assert all(len(group["rows"]) == 2 for group in document["groups"])
     search = next(g for g in document["groups"] if g["task"] == "semantic-search")
-    assert search["rows"][0]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    # Rows are named as the suite names the models, the hub id beside.
+    assert search["rows"][0]["model"] == "minilm"
+    assert search["rows"][0]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert search["rows"][1]["significant"] is True
     assert (board / "leaderboard.md").read_text().startswith("# Leaderboard")
 

@@ -401,7 +401,10 @@ def test_eval_names_the_plugin_at_fault_and_exits_1(
     misbehaving: dict[str, str], tiny_classifier: Path, tmp_path: Path
 ) -> None:
     data = tmp_path / "data.jsonl"
-    data.write_text('{"text": "a", "reference": "A"}\n{"text": "b", "reference": "B"}\n')
+    # Labels the model has: the harness checks the dataset's labels before anything runs.
+    data.write_text(
+        '{"text": "a", "reference": "NEGATIVE"}\n{"text": "b", "reference": "POSITIVE"}\n'
+    )
     # The harness fingerprints the model's weights; the plugin itself never opens them.
     done = nlpsuite_process(
         "eval", "too-few", "--dataset", str(data), "--model", str(tiny_classifier),

@@ -122,7 +122,8 @@ def results_folder(tmp_path: Path) -> Path:
     write_run(
         root,
         "sentiment/weak",
-        model="/models/checkpoints/tiny-bert",
+        # A local checkpoint beside the results folder: shown relative to the folder holding it.
+        model=str(tmp_path / "models" / "checkpoints" / "tiny-bert"),
         scores={
             "accuracy": (0.55, 0.35, 0.75),
             "macro_f1": (0.5489, 0.3333, 0.75),
@@ -194,16 +195,16 @@ def results_folder(tmp_path: Path) -> Path:
 GOLDEN = """\
 # Leaderboard
 
-6 runs in 2 task/dataset groups. Each table ranks models by the task's primary metric (↑ higher is better, ↓ lower is better); equal scores share a rank, ordered by the next metrics. Scores are on the whole dataset, with the 95% bootstrap confidence interval in brackets. **p vs #1**: paired bootstrap test against the first row on the examples both runs share (1000 resamples, seed 0); * marks p < 0.05.
+6 runs in 2 task/dataset groups. Each table ranks models by the task's primary metric (↑ higher is better, ↓ lower is better); equal scores share a rank, ordered by the next metrics. Scores are on the whole dataset, with the 95% bootstrap confidence interval in brackets, on the scale each column's header names (0-100, 0-1, -1 to 1). **p vs #1**: paired bootstrap test against the first row on the examples both runs share (1000 resamples, seed 0); * marks p < 0.05.
 
 ## error-rate · custom.jsonl
 
 Primary metric **wer** ↓ · 4 examples · dataset sha256 `ffffffffffff`
 
-| # | model | wer ↓ | p vs #1 | examples/s | parameters | weights |
+| # | model | wer (scale unknown) ↓ | p vs #1 | examples/s | parameters | weights |
 |--:|:--|--:|--:|--:|--:|--:|
-| 1 | org/low | 12.50 [10.25, 14.75] | — | 3.25 | 25.3k | 105.6 kB |
-| 2 | org/high | 31.00 [28.50, 33.50] | — | — | 25.3k | 105.6 kB |
+| 1 | org/low | 12.5000 [10.2500, 14.7500] | — | 3.25 | 25.3k | 105.6 kB |
+| 2 | org/high | 31.0000 [28.5000, 33.5000] | — | — | 25.3k | 105.6 kB |
 
 - no significance test: metric 'wer' is not installed
 
@@ -211,7 +212,7 @@ Primary metric **wer** ↓ · 4 examples · dataset sha256 `ffffffffffff`
 
 Primary metric **accuracy** ↑ · 20 examples · dataset sha256 `0ca413bf1266`
 
-| # | model | accuracy ↑ | macro_f1 ↑ | mcc ↑ | p vs #1 | examples/s | parameters | weights |
+| # | model | accuracy (0-1) ↑ | macro_f1 (0-1) ↑ | mcc (-1 to 1) ↑ | p vs #1 | examples/s | parameters | weights |
 |--:|:--|--:|--:|--:|--:|--:|--:|--:|
 | 1 | org/strong-model | 0.9000 [0.7500, 1.0000] | 0.8990 [0.7475, 1.0000] | 0.8165 [0.5774, 1.0000] | — | 120 | 67.0M | 267.8 MB |
 | 2 | org/renamed | 0.8500 [0.7000, 1.0000] | 0.8496 [0.6970, 1.0000] | 0.7035 [0.4264, 1.0000] | 0.254 | — | — | — |
@@ -219,7 +220,7 @@ Primary metric **accuracy** ↑ · 20 examples · dataset sha256 `0ca413bf1266`
 
 Not comparable with the ranked runs (not ranked):
 
-- `sentiment/sampled` (org/sampled, accuracy 0.9500 [0.9000, 1.0000]): sample 10, seed 0 (ranked runs: none)
+- `sentiment/sampled` (org/sampled, accuracy (0-1) 0.9500 [0.9000, 1.0000]): sample 10, seed 0 (ranked runs: none)
 
 ## Skipped
 
@@ -227,17 +228,19 @@ Not comparable with the ranked runs (not ranked):
 
 ## Runs
 
-- `other/high`: `nlpsuite eval error-rate --dataset custom.jsonl --model org/high --out other/high`
+Paths are relative to the folder that holds the results folder `results/`; `leaderboard.json` keeps them as the runs recorded them.
+
+- `other/high`: `nlpsuite eval error-rate --dataset custom.jsonl --model org/high --out results/other/high`
   (weights sha256 abababababab; dataset sha256 ffffffffffff; device cpu; python 3.11.7, nlpsuite 0.1.0, torch 2.13.0+cpu)
-- `other/low`: `nlpsuite eval error-rate --dataset custom.jsonl --model org/low --out other/low`
+- `other/low`: `nlpsuite eval error-rate --dataset custom.jsonl --model org/low --out results/other/low`
   (weights sha256 abababababab; dataset sha256 ffffffffffff; device cpu; python 3.11.7, nlpsuite 0.1.0, torch 2.13.0+cpu)
-- `sentiment/renamed`: `nlpsuite eval sentiment --dataset sentiment-mini --model org/renamed --out sentiment/renamed`
+- `sentiment/renamed`: `nlpsuite eval sentiment --dataset sentiment-mini --model org/renamed --out results/sentiment/renamed`
   (weights sha256 abababababab; dataset sha256 0ca413bf1266; device cpu; python 3.11.7, nlpsuite 0.1.0, torch 2.13.0+cpu)
-- `sentiment/sampled`: `nlpsuite eval sentiment --dataset sentiment-mini --model org/sampled --out sentiment/sampled`
+- `sentiment/sampled`: `nlpsuite eval sentiment --dataset sentiment-mini --model org/sampled --out results/sentiment/sampled`
   (weights sha256 abababababab; dataset sha256 0ca413bf1266; device cpu; python 3.11.7, nlpsuite 0.1.0, torch 2.13.0+cpu)
-- `sentiment/strong`: `nlpsuite eval sentiment --dataset sentiment-mini --model org/strong-model --out sentiment/strong`
+- `sentiment/strong`: `nlpsuite eval sentiment --dataset sentiment-mini --model org/strong-model --out results/sentiment/strong`
   (weights sha256 abababababab; dataset sha256 0ca413bf1266; device cpu; python 3.11.7, nlpsuite 0.1.0, torch 2.13.0+cpu)
-- `sentiment/weak`: `nlpsuite eval sentiment --dataset sentiment-mini --model /models/checkpoints/tiny-bert --out sentiment/weak`
+- `sentiment/weak`: `nlpsuite eval sentiment --dataset sentiment-mini --model models/checkpoints/tiny-bert --out results/sentiment/weak`
   (weights sha256 abababababab; dataset sha256 0ca413bf1266; device cpu; python 3.11.7, nlpsuite 0.1.0, torch 2.13.0+cpu)
 """
 
@@ -317,6 +320,7 @@ def test_json_follows_the_versioned_schema(results_folder: Path) -> None:
         "value": 0.9,
         "ci95": [0.75, 1.0],
         "higher_is_better": True,
+        "scale": [0.0, 1.0],  # results.json has none: the installed metric's
     }
     assert first["parameters"] == 66955010 and first["weights_bytes"] == 267832320
     assert first["command"].startswith("nlpsuite eval sentiment")

@@ -80,9 +80,11 @@ def test_text_output_and_several_references(tmp_path: Path) -> None:
     done = nlpsuite("score", "translation", "-p", str(hyp), "-r", str(ref_a), "-r", str(ref_b))
     assert done.returncode == 0, done.stderr
     bleu_line, chrf_line = done.stdout.splitlines()
-    name, value, signature = bleu_line.split("\t")
+    name, value, scale, signature = bleu_line.split("\t")
     expected = sacrebleu.corpus_bleu(system, [lines, reversed_lines]).score
-    assert name == "bleu" and value == f"{expected:.4f}" and signature.startswith("nrefs:2|")
+    # BLEU is on sacrebleu's 0-100 scale: 2 decimals, and the scale beside them.
+    assert name == "bleu" and value == f"{expected:.2f}" and scale == "(0-100)"
+    assert signature.startswith("nrefs:2|")
     assert chrf_line.startswith("chrf\t")
 
 

@@ -8,8 +8,9 @@ confidence interval, beside examples per second and model size: as Markdown
 (:mod:`~nlpsuite.report.markdown`), HTML (:mod:`~nlpsuite.report.html_report`) or versioned JSON
 (:mod:`~nlpsuite.report.json_report`, schema in ``docs/leaderboard-schema.md``).
 
-Nothing in the output depends on the time or on where the results folder is, so the same results
-give the same files.
+Nothing in the output depends on the time, so the same results give the same files. The Markdown
+and HTML show paths relative to the folder that holds the results folder (the JSON keeps them as
+recorded), so they carry no absolute paths of the machine that made the runs.
 """
 
 from __future__ import annotations

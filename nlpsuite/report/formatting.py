@@ -1,33 +1,92 @@
-"""How the Markdown and HTML leaderboards write numbers, scores and run details."""
+"""How the Markdown and HTML leaderboards write numbers, scores, models, paths and commands.
+
+Paths: the Markdown and HTML show every absolute path (in commands, model ids, dataset names)
+relative to the folder that holds the results folder, and a run's ``--out`` as its folder there,
+so a published leaderboard carries no paths of the machine that ran it; leaderboard.json keeps
+them as the runs recorded them.
+"""
 
 from __future__ import annotations
 
-import math
+import os
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
-from nlpsuite.report.ranking import Group, Row, Run
+from nlpsuite.report.ranking import Group, Leaderboard, Row, Run
+from nlpsuite.scales import format_score, titled
 
 DASH = "—"
 
 
-def decimals(group: Group, metric: str) -> int:
-    """4 decimals for metrics on a 0-1 scale, 2 for those on a 0-100 scale."""
-    numbers = []
-    for row in group.rows:
-        numbers += [row.run.value(metric), *row.run.ci(metric)]
-    finite = [abs(x) for x in numbers if x is not None and math.isfinite(x)]
-    return 4 if all(x <= 1.5 for x in finite) else 2
+def heading(group: Group, metric: str) -> str:
+    """A metric's column header: name, scale and direction, e.g. ``exact_match (0-100) ↑``."""
+    return f"{titled(metric, group.scales.get(metric))} {arrow(group.directions[metric])}"
 
 
-def score(run: Run, metric: str, places: int) -> str:
-    """The value with its 95% interval in brackets (the interval left out where undefined)."""
-    value = run.value(metric)
-    if value is None:
-        return DASH
-    low, high = run.ci(metric)
-    text = f"{value:.{places}f}"
-    if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
-        text += f" [{low:.{places}f}, {high:.{places}f}]"
-    return text
+def score(run: Run, group: Group, metric: str) -> str:
+    """The value with its 95% interval in brackets (the interval left out where undefined), at
+    the precision of the metric's scale."""
+    return format_score(run.value(metric), *run.ci(metric), group.scales.get(metric), DASH)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the results are: ``base`` holds the results folder, which is called ``root``."""
+
+    base: Path
+    root: str
+
+    @classmethod
+    def of(cls, board: Leaderboard) -> Place:
+        results = Path(os.path.abspath(board.source))
+        return cls(results.parent, results.name)
+
+    def note(self, quote: Callable[[str], str] = lambda text: f"`{text}`") -> str:
+        """The rule, naming folders by ``quote`` (Markdown code by default)."""
+        return (f"Paths are relative to the folder that holds the results folder "
+                f"{quote(f'{self.root}/')}; {quote('leaderboard.json')} keeps them as the runs "
+                "recorded them.")
+
+
+# An absolute path at the start of a word or after ":" (SOURCE:REFERENCE) or "=" (key=value);
+# "//" (a URL's host) is no path.
+_ABSOLUTE = re.compile(r"(^|[:=])(/(?!/)[^:]*)")
+
+
+def shown_path(text: str, place: Place) -> str:
+    """``text`` with each absolute path in it made relative to ``place.base``."""
+    return _ABSOLUTE.sub(lambda m: m[1] + os.path.relpath(m[2], place.base), text)
+
+
+def command(run: Run, place: Place) -> str:
+    """The run's command with paths shown relative, and ``--out`` the run's folder as it is now."""
+    try:
+        words = shlex.split(run.command)
+    except ValueError:  # hand-edited results: shown as recorded
+        return run.command
+    shown = [
+        str(PurePosixPath(place.root) / run.name) if before == "--out" else shown_path(word, place)
+        for before, word in zip(["", *words], words, strict=False)
+    ]
+    return shlex.join(shown)
+
+
+def model(label: str, run: Run, place: Place) -> tuple[str, str | None]:
+    """A row's model label, and the hub id or path to show beside it (None where the label is
+    that id already)."""
+    label, source = shown_path(label, place), shown_path(run.model_id, place)
+    if not run.model_name:  # not a suite's name: the label is the model's own id or folder
+        return label, None
+    return label, None if label in (source, f"{source} [{run.backend}]") else source
+
+
+def model_text(label: str, run: Run, place: Place) -> str:
+    """``minilm (sentence-transformers/all-MiniLM-L6-v2)``, or the label alone."""
+    label, source = model(label, run, place)
+    return f"{label} ({source})" if source else label
 
 
 def rate(value: float | None) -> str:

@@ -10,23 +10,30 @@ import functools
 import html
 import importlib.resources
 import math
+import re
 from typing import Any
 
 import nlpsuite
 from nlpsuite.report.formatting import (
     DASH,
+    Place,
     arrow,
     byte_size,
+    command,
     count,
     dataset_sha,
-    decimals,
     examples,
+    heading,
+    model,
+    model_text,
     p_value,
     rate,
     score,
+    shown_path,
     versions,
 )
-from nlpsuite.report.ranking import ALPHA, Group, Leaderboard
+from nlpsuite.report.ranking import ALPHA, Group, Leaderboard, Run
+from nlpsuite.scales import format_interval, format_number, scale_label, titled
 
 
 @functools.cache
@@ -45,8 +52,9 @@ def _sort_value(value: float | None) -> str:
 
 
 def to_html(board: Leaderboard) -> str:
+    place = Place.of(board)
     nav = " ".join(
-        f'<a href="#{group.anchor}">{_e(group.task)} · {_e(group.dataset)}</a>'
+        f'<a href="#{group.anchor}">{_e(group.task)} · {_e(shown_path(group.dataset, place))}</a>'
         for group in board.groups
     )
     parts = [
@@ -61,27 +69,29 @@ def to_html(board: Leaderboard) -> str:
         "Each table ranks models by the task's primary metric (↑ higher is better, ↓ lower is "
         "better; equal scores share a rank, ordered by the next metrics); click a column header "
         "to sort. Scores are on the whole dataset with the 95% "
-        "bootstrap confidence interval. <b>p vs #1</b>: paired bootstrap test against the first "
+        "bootstrap confidence interval, on the scale each column's header names (0-100, 0-1, "
+        "-1 to 1). <b>p vs #1</b>: paired bootstrap test against the first "
         f"row on the examples both runs share ({board.resamples} resamples, seed {board.seed}); "
         f'<span class="sig">*</span> marks p &lt; {ALPHA}. The plots put each model\'s primary '
         "score (with its interval) against its throughput.</p>",
         f"<nav>{nav}</nav></header><main>",
     ]
     for group in board.groups:
-        parts.append(_html_group(group))
+        parts.append(_html_group(group, place))
     if board.skipped:
         items = "".join(f"<li><code>{_e(reason)}</code></li>" for _, reason in board.skipped)
         parts.append(f'<section class="group"><h2>Skipped</h2><ul>{items}</ul></section>')
     parts.append("</main>")
-    parts.append(_html_footer(board, nlpsuite.__version__))
+    parts.append(_html_footer(board, place, nlpsuite.__version__))
     parts.append(f"<script>\n{_asset('leaderboard.js')}</script></body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _html_group(group: Group) -> str:
+def _html_group(group: Group, place: Place) -> str:
+    dataset = shown_path(group.dataset, place)
     out = [
         f'<section class="group" id="{group.anchor}">',
-        f'<h2>{_e(group.task)} <span class="ds">· {_e(group.dataset)}</span></h2>',
+        f'<h2>{_e(group.task)} <span class="ds">· {_e(dataset)}</span></h2>',
     ]
     if group.rows:
         out.append(
@@ -89,7 +99,7 @@ def _html_group(group: Group) -> str:
             f"{arrow(group.higher_is_better)} · {_e(examples(group))} · dataset sha256 "
             f"<code>{_e(dataset_sha(group))}</code></p>"
         )
-        out.append(f'<div class="table-wrap">{_html_table(group)}</div>')
+        out.append(f'<div class="table-wrap">{_html_table(group, place)}</div>')
         out.append(_plot(group))
         notes = [f"{_e(row.model)}: {_e(row.test_note)}" for row in group.rows if row.test_note]
         if group.test_note:
@@ -97,9 +107,11 @@ def _html_group(group: Group) -> str:
         if notes:
             out.append('<p class="note">' + "<br>".join(notes) + "</p>")
     if group.not_comparable:
+        primary = titled(group.primary, group.scales.get(group.primary))
         items = "".join(
-            f"<li><code>{_e(x.run.name)}</code> ({_e(x.model)}, {_e(group.primary)} "
-            f"{_e(score(x.run, group.primary, 4))}): {_e('; '.join(x.reasons))}</li>"
+            f"<li><code>{_e(x.run.name)}</code> ({_e(model_text(x.model, x.run, place))}, "
+            f"{_e(primary)} {_e(score(x.run, group, group.primary))}): "
+            f"{_e('; '.join(x.reasons))}</li>"
             for x in group.not_comparable
         )
         out.append(
@@ -110,18 +122,14 @@ def _html_group(group: Group) -> str:
     return "\n".join(out)
 
 
-def _html_table(group: Group) -> str:
-    places = {m: decimals(group, m) for m in group.metrics}
+def _html_table(group: Group, place: Place) -> str:
     heads = [
         '<th data-type="num" data-key="rank">#</th>',
         '<th class="text" data-key="model">model</th>',
     ]
     for metric in group.metrics:
         key = "primary" if metric == group.primary else f"metric:{metric}"
-        heads.append(
-            f'<th data-type="num" data-key="{_e(key)}">{_e(metric)} '
-            f"{arrow(group.directions[metric])}</th>"
-        )
+        heads.append(f'<th data-type="num" data-key="{_e(key)}">{_e(heading(group, metric))}</th>')
     heads += [
         '<th data-type="num" data-key="p">p vs #1</th>',
         '<th data-type="num" data-key="rate">examples/s</th>',
@@ -131,18 +139,20 @@ def _html_table(group: Group) -> str:
     rows = []
     for row in group.rows:
         run = row.run
+        label, source = model(row.model, run, place)
+        beside = f'<span class="ci">{_e(source)}</span>' if source else ""
         cells = [
             f'<td data-sort="{row.rank}">{row.rank}</td>',
-            f'<td class="text model" data-sort="{_e(row.model)}" title="{_e(run.model_id)}">'
-            f"{_e(row.model)}</td>",
+            f'<td class="text model" data-sort="{_e(label)}" title="{_e(source or label)}">'
+            f"{_e(label)}{beside}</td>",
         ]
         for metric in group.metrics:
             value = run.value(metric)
-            low, high = run.ci(metric)
-            d = places[metric]
-            shown = DASH if value is None else f"{value:.{d}f}"
-            if value is not None and low is not None and high is not None:
-                shown += f' <span class="ci">[{low:.{d}f}, {high:.{d}f}]</span>'
+            scale = group.scales.get(metric)
+            shown = DASH if value is None else format_number(value, scale)
+            interval = format_interval(*run.ci(metric), scale)
+            if value is not None and interval:
+                shown += f' <span class="ci">{interval}</span>'
             cells.append(f'<td data-sort="{_sort_value(value)}">{shown}</td>')
         p = p_value(row)
         p_html = f'<span class="sig">{_e(p)}</span>' if row.significant else _e(p)
@@ -192,22 +202,32 @@ def _plot(group: Group) -> str:
         if row.run.examples_per_second and row.run.value(group.primary) is not None
     ]
     missing = [row.model for row in group.rows if row not in points]
+    scale = group.scales.get(group.primary)
+    axis = titled(group.primary, scale)
     caption = (
-        f"{_e(group.primary)} {arrow(group.higher_is_better)} against examples per "
+        f"{_e(axis)} {arrow(group.higher_is_better)} against examples per "
         "second (log scale when they span more than a factor of 10); bars: 95% CI."
     )
     if missing:
         caption += " Not plotted (no throughput recorded): " + _e(", ".join(missing)) + "."
-    if not points:
-        return f"<figure><figcaption>{caption}</figcaption></figure>"
-    width, height = 440, 280
-    left, right, top, bottom = 56, 16, 14, 40
     rates = [float(row.run.examples_per_second or 0.0) for row in points]
     ys: list[float] = []
     for row in points:
         value = row.run.value(group.primary)
         low, high = row.run.ci(group.primary)
         ys += [y for y in (value, low, high) if y is not None and math.isfinite(y)]
+    zero = format_number(0.0, scale)
+    if ys and all(format_number(abs(y), scale) == zero for y in ys):
+        # Random models score 0: an axis around one point would be made up, not measured.
+        return (
+            f"<figure><figcaption>Not plotted: every {_e(group.primary)} score "
+            f"({_e(scale_label(scale))}) is {zero}, intervals included: nothing to plot."
+            f"</figcaption></figure>"
+        )
+    if not points:
+        return f"<figure><figcaption>{caption}</figcaption></figure>"
+    width, height = 440, 280
+    left, right, top, bottom = 56, 16, 14, 40
     y_low, y_high = min(ys), max(ys)
     never_negative = y_low >= 0
     if y_high - y_low < 1e-12:
@@ -268,7 +288,7 @@ def _plot(group: Group) -> str:
     )
     out.append(
         f'<text transform="translate(14 {(top + height - bottom) / 2:.0f}) rotate(-90)" '
-        f'text-anchor="middle">{_e(group.primary)}</text>'
+        f'text-anchor="middle">{_e(axis)}</text>'
     )
     placed: list[tuple[float, float, float]] = []  # label boxes: left, right, baseline
     for row, speed in zip(points, rates, strict=True):
@@ -299,7 +319,8 @@ def _plot(group: Group) -> str:
         placed.append((x0, x0 + span, label_y))
         out.append(
             f'<circle{leader} cx="{x:.1f}" cy="{y:.1f}" r="4.5"><title>'
-            f"{_e(row.model)}: {value:g} at {speed:.1f} examples/s</title></circle>"
+            f"{_e(row.model)}: {format_number(value, scale)} at {speed:.1f} examples/s</title>"
+            "</circle>"
             f'<text x="{x + dx:.1f}" y="{label_y:.1f}" text-anchor="{anchor}">'
             f"{_e(label)}</text>"
         )
@@ -307,7 +328,13 @@ def _plot(group: Group) -> str:
     return "".join(out)
 
 
-def _html_footer(board: Leaderboard, version: str) -> str:
+def _run_name(run: Run) -> str:
+    """The run's folder name, able to wrap only between its parts (``task--dataset--...``)."""
+    parts = [part for part in re.split(r"(?<=--)|(?<=/)", run.name) if part]
+    return "<wbr>".join(f'<span class="nowrap">{_e(part)}</span>' for part in parts)
+
+
+def _html_footer(board: Leaderboard, place: Place, version: str) -> str:
     rows = []
     for run in board.runs:
         results = run.results
@@ -315,23 +342,25 @@ def _html_footer(board: Leaderboard, version: str) -> str:
         dataset = results.dataset
         rows.append(
             "<tr>"
-            f"<td><code>{_e(run.name)}</code></td>"
-            f'<td>{_e(run.model_id)}<br><span class="ci">weights sha256 '
+            f"<td><code>{_run_name(run)}</code></td>"
+            f'<td>{_e(shown_path(run.model_id, place))}<br><span class="ci">weights sha256 '
             f"<code>{_e(str(weights)[:16] if weights else 'unknown')}</code></span></td>"
-            f'<td>{_e(dataset.name)}<br><span class="ci">sha256 '
+            f'<td>{_e(shown_path(dataset.name, place))}<br><span class="ci">sha256 '
             f"<code>{_e(str(dataset.sha256)[:16])}</code></span></td>"
             f'<td>{_e(versions(run))}<br><span class="ci">device '
             f"{_e('?' if results.device is None else results.device)}</span></td>"
-            f"<td><code>{_e(run.command)}</code></td>"
+            f"<td><code>{_e(command(run, place))}</code></td>"
             "</tr>"
         )
     return (
         '<footer><h2 style="margin-top:18px">Reproducibility</h2>'
         '<p class="note">Each run, the exact weights and data it used, the software that ran it, '
-        "and the command that makes it again.</p>"
+        "and the command that makes it again. "
+        + place.note(lambda text: f"<code>{_e(text)}</code>")
+        + "</p>"
         "<table><thead><tr><th>run</th><th>model</th><th>dataset</th><th>versions</th>"
         "<th>command</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        f'<p class="note">Made by nlpsuite {_e(version)} from <code>{_e(board.source)}</code>'
+        f'<p class="note">Made by nlpsuite {_e(version)} from <code>{_e(place.root)}/</code>'
         f"{' (' + str(len(board.skipped)) + ' unreadable runs skipped)' if board.skipped else ''}"
         ".</p></footer>"
     )

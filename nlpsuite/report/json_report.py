@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import nlpsuite
-from nlpsuite.report.ranking import ALPHA, Leaderboard, Run
+from nlpsuite.report.ranking import ALPHA, Group, Leaderboard, Run
 
 SCHEMA_VERSION = 1
 
@@ -28,7 +28,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _run_json(run: Run, model: str) -> dict[str, Any]:
+def _scale(group: Group, metric: str) -> list[float] | None:
+    scale = group.scales.get(metric)
+    return list(scale) if scale is not None else None
+
+
+def _run_json(run: Run, model: str, group: Group) -> dict[str, Any]:
     results = run.results
     return {
         "run": run.name,
@@ -42,6 +47,7 @@ def _run_json(run: Run, model: str) -> dict[str, Any]:
                 "value": run.value(name),
                 "ci95": list(run.ci(name)),
                 "higher_is_better": score.higher_is_better,
+                "scale": _scale(group, name),
             }
             for name, score in run.metrics.items()
         },
@@ -76,13 +82,14 @@ def to_json(board: Leaderboard) -> dict[str, Any]:
                     "direction_from": group.direction_source,
                 },
                 "metrics": [
-                    {"name": m, "higher_is_better": group.directions[m]} for m in group.metrics
+                    {"name": m, "higher_is_better": group.directions[m], "scale": _scale(group, m)}
+                    for m in group.metrics
                 ],
                 "significance_note": group.test_note,
                 "rows": [
                     {
                         "rank": row.rank,
-                        **_run_json(row.run, row.model),
+                        **_run_json(row.run, row.model, group),
                         "p_vs_first": row.p_value,
                         "significant": row.significant,
                         "shared_examples": row.shared_examples,
@@ -91,7 +98,7 @@ def to_json(board: Leaderboard) -> dict[str, Any]:
                     for row in group.rows
                 ],
                 "not_comparable": [
-                    {**_run_json(excluded.run, excluded.model), "reasons": excluded.reasons}
+                    {**_run_json(excluded.run, excluded.model, group), "reasons": excluded.reasons}
                     for excluded in group.not_comparable
                 ],
             }

