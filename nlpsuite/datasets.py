@@ -27,7 +27,7 @@ from typing import Any
 
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric
-from nlpsuite.records import decode_utf8, iter_rows
+from nlpsuite.records import bounded_lines, decode_utf8, iter_rows
 
 logger = logging.getLogger("nlpsuite")
 
@@ -179,9 +179,17 @@ def select(
 
 
 def first_line(path: Path) -> str:
-    for _, line in numbered_lines(path):
-        if line.strip():
-            return line
+    """The first non-blank line, read alone: format sniffers call this on every dataset path,
+    so it must not read (or decode) a whole large file."""
+    if not path.is_file():
+        raise NlpsuiteError(f"dataset file not found: {path}")
+    with path.open("rb") as handle:
+        for number, raw in enumerate(bounded_lines(handle.readline, str(path)), 1):
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            line = decode_utf8(raw, str(path), number).removesuffix("\n").removesuffix("\r")
+            if line.strip():
+                return line
     raise NlpsuiteError(f"{path}: the file is empty")
 
 

@@ -320,7 +320,8 @@ def _resume(
         # Compared as they come back from JSON, where a tuple is a list.
         references = {e.id: json.loads(json.dumps(e.reference)) for e in examples}
         lines: dict[str, int] = {}
-        for number, line in enumerate(complete.splitlines(), 1):
+        # Split on "\n" only: a prediction may hold U+2028, which splitlines() splits on.
+        for number, line in enumerate(complete.split("\n")[:-1], 1):
             where = f"{partial}:{number}"
             try:
                 row = _cached_row(line, where, references, lines, labels)
@@ -329,7 +330,7 @@ def _resume(
             lines[row["id"]] = number
             done[row["id"]] = row
         if len(complete) != len(text):
-            partial.write_text(complete, encoding="utf-8")
+            write_atomic(partial, complete)
     return done
 
 

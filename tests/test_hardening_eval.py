@@ -200,3 +200,20 @@ def test_no_resamples_give_no_interval(tiny_classifier: Path, tmp_path: Path) ->
     board = nlpsuite("leaderboard", str(tmp_path / "results"), "--format", "md,html,json",
                      "--out", str(tmp_path / "board"))
     assert board.returncode == 0, board.stderr
+
+
+def test_a_cache_holding_a_line_separator_character_resumes(
+    tiny_classifier: Path, tmp_path: Path
+) -> None:
+    # JSON written with ensure_ascii=False keeps U+2028 as is; str.splitlines() would cut the
+    # cached row there and call the cache damaged.
+    data = tmp_path / "odd.jsonl"
+    rows = [{"id": f"a\u2028{i}", "text": "fine", "reference": "POSITIVE"} for i in range(3)]
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    request = EvalRequest("sentiment", str(data), tmp_path / "run", model=str(tiny_classifier),
+                          bootstrap=10)
+    first = evaluate(request)
+    (tmp_path / "run" / "results.json").unlink()
+    again = evaluate(request)
+    assert again["resumed_examples"] == 3
+    assert again["metrics"]["accuracy"] == first["metrics"]["accuracy"]
