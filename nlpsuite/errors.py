@@ -30,3 +30,10 @@ def user_message(error: Exception) -> str:
         reason = error.strerror or str(error)
         return f"{paths}: {reason}" if paths else reason
     return str(error)
+
+
+def error_line(error: BaseException) -> str:
+    """The first line of a library's error message (or its type's name): for one-line errors
+    that quote what went wrong underneath."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

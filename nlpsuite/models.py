@@ -23,7 +23,7 @@ from nlpsuite.checkpoints import (
     hub_reachable,
     resolve_model,
 )
-from nlpsuite.errors import NlpsuiteError
+from nlpsuite.errors import NlpsuiteError, error_line
 from nlpsuite.options import Option
 from nlpsuite.quantized import QUANTIZE_MODES, load_quantized, quantization_of, quantize_model
 
@@ -302,16 +302,16 @@ def load_or_explain(source: str, model: str, load: Any) -> Any:
         ) from None
     except OSError as error:
         if local:
-            raise NlpsuiteError(f"cannot load model from {source}: {_first_line(error)}") from None
+            raise NlpsuiteError(f"cannot load model from {source}: {error_line(error)}") from None
     except Exception as error:
-        raise NlpsuiteError(f"cannot load model '{model}': {_first_line(error)}") from None
+        raise NlpsuiteError(f"cannot load model '{model}': {error_line(error)}") from None
     if os.environ.get("HF_HUB_OFFLINE") or not hub_reachable():
         raise OfflineModelError(model)
     try:
         return load(source, False)
     except Exception as error:
         raise NlpsuiteError(
-            f"cannot load model '{model}' from the Hugging Face Hub: {_first_line(error)}; "
+            f"cannot load model '{model}' from the Hugging Face Hub: {error_line(error)}; "
             f"pass --model DIR to use a local checkpoint"
         ) from None
 
@@ -324,10 +324,6 @@ def quiet_transformers() -> None:
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 def _load_torch(config: BackendConfig) -> Any:

