@@ -19,9 +19,6 @@ from typing import Any
 from nlpsuite.backends import cache_dir, convert_once
 from nlpsuite.errors import NlpsuiteError, error_line
 
-# Model types transformers can read from GGUF as causal language models.
-CAUSAL_ARCHITECTURES = "ForCausalLM"
-
 
 def is_gguf(path: Path) -> bool:
     return path.suffix.lower() == ".gguf"
@@ -67,6 +64,7 @@ def _convert(file: Path, folder: Path) -> None:
         ) from None
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
@@ -76,10 +74,9 @@ def _convert(file: Path, folder: Path) -> None:
     except Exception as error:  # not GGUF, or an architecture transformers cannot read
         raise NlpsuiteError(f"{file}: not a GGUF model transformers can read: "
                             f"{error_line(error)}") from None
-    architectures = getattr(config, "architectures", None) or []
-    if not any(a.endswith(CAUSAL_ARCHITECTURES) for a in architectures):
-        raise NlpsuiteError(f"{file}: not a causal language model (architectures: "
-                            f"{', '.join(architectures) or 'none'})")
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise NlpsuiteError(f"{file}: a '{config.model_type}' model, not a causal language "
+                            f"model")
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=name)
     model: Any = AutoModelForCausalLM.from_pretrained(source, gguf_file=name, dtype=torch.float32)
     # The weights are plain float32 now; transformers refuses to save a model it still

@@ -95,3 +95,22 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Tiny random causal language models (tests/tiny_causal.py): 64 positions.
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random Llama (BOS 1, EOS 2, padding 0) with a byte-level BPE and a chat template."""
+    from tests import tiny_causal
+
+    return tiny_causal.build_llama(tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random GPT-2 (one <|endoftext|> token for BOS and EOS, no padding token)."""
+    from tests import tiny_causal
+
+    return tiny_causal.build_gpt2(tmp_path_factory.mktemp("gpt2"))
