@@ -19,6 +19,7 @@ checkpoint lacks is refused as on torch (absent: nothing made up).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -114,3 +115,12 @@ def cpu_threads() -> int:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+@functools.cache
+def quiet_transformers() -> None:
+    """Progress bars and advice from transformers would bury our own one-line messages."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()

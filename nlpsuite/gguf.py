@@ -16,7 +16,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from nlpsuite.backends import cache_dir, convert_once
+from nlpsuite.backends import cache_dir, convert_once, quiet_transformers
 from nlpsuite.errors import NlpsuiteError, error_line
 
 
@@ -65,9 +65,8 @@ def _convert(file: Path, folder: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()
+    quiet_transformers()
     source, name = file.parent, file.name
     try:
         config = AutoConfig.from_pretrained(source, gguf_file=name)

@@ -7,7 +7,6 @@ off unless the caller turns it on.
 
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 import threading
@@ -15,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nlpsuite.backends import Backend, BackendConfig, backend_label
+from nlpsuite.backends import Backend, BackendConfig, backend_label, quiet_transformers
 from nlpsuite.checkpoints import (
     check_parts,
     checkpoint_folder,
@@ -316,13 +315,6 @@ def load_or_explain(source: str, model: str, load: Any) -> Any:
         ) from None
 
 
-@functools.cache
-def quiet_transformers() -> None:
-    """Progress bars and advice from transformers would bury our own one-line messages."""
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
 
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlpsuite.backends import quiet_transformers
 from nlpsuite.batching import pad_batch
 from nlpsuite.catalog import dataset_fingerprint, load_dataset
 from nlpsuite.checkpoints import resolve_model
@@ -37,7 +38,7 @@ from nlpsuite.datasets import Example
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.harness import map_labels
 from nlpsuite.lookup import get_task, list_tasks
-from nlpsuite.models import forget_model, load_or_explain, quiet_transformers
+from nlpsuite.models import forget_model, load_or_explain
 from nlpsuite.quantized import quantization_of
 from nlpsuite.records import check_writable, read_json, write_atomic
 from nlpsuite.results import package_versions
