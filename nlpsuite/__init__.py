@@ -5,6 +5,8 @@ Importing this package is cheap: torch and transformers load only when a model d
 
 __version__ = "0.1.0"
 
+from nlpsuite.causal import stream_text
+from nlpsuite.decoding import Sampling
 from nlpsuite.errors import NlpsuiteError, PluginError
 from nlpsuite.hookspecs import hookimpl
 from nlpsuite.lookup import get_task, list_tasks, load_runner, run
@@ -16,6 +18,7 @@ __all__ = [
     "Option",
     "PluginError",
     "RunConfig",
+    "Sampling",
     "Task",
     "__version__",
     "get_task",
@@ -23,4 +26,5 @@ __all__ = [
     "list_tasks",
     "load_runner",
     "run",
+    "stream_text",
 ]

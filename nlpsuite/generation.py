@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nlpsuite.batching import map_sorted, model_max_length
-from nlpsuite.decoding import greedy, settings, unsupported
+from nlpsuite.decoding import decode, settings, unsupported
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.lookup import load_model
 from nlpsuite.models import load_tokenizer
@@ -186,6 +186,8 @@ class Generation:
 
     text: str
     token_ids: tuple[int, ...]
+    # Why decoding ended, where the generator says (a causal LM's "eos", "length" or "stop").
+    finish_reason: str | None = None
 
 
 class Seq2Seq:
@@ -298,8 +300,8 @@ class Seq2Seq:
         limits = [limit for _, limit in items]
         config = settings(self.model, options)
         if self.fast_greedy and unsupported(config, options) is None:
-            new_tokens = greedy(self.model, input_ids, attention_mask, limits, config,
-                                self.eos_token_ids)
+            new_tokens = [list(row.tokens) for row in decode(
+                self.model, input_ids, attention_mask, limits, config, self.eos_token_ids)]
         else:
             new_tokens = self._generate_tokens(input_ids, attention_mask, limits, options)
         return [

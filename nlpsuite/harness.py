@@ -32,12 +32,14 @@ from nlpsuite.errors import NlpsuiteError
 from nlpsuite.lookup import canonical_backend, find_metric, get_task, load_runner
 from nlpsuite.metrics import Metric, bootstrap
 from nlpsuite.models import load_config
+from nlpsuite.prompting import ACC_NORM, PromptedRunner, normalised_choices, prompted_runner
 from nlpsuite.records import check_writable, write_atomic
 from nlpsuite.results import (
     DatasetInfo,
     EvalRequest,
     MetricScore,
     ModelInfo,
+    PromptInfo,
     RunResult,
     eval_command_line,
     package_versions,
@@ -85,15 +87,18 @@ def evaluate(
     # is made or claimed, so the corrected command finds it as it was.
     started = datetime.now(UTC)
     model = request.model or task.model_for(options)
-    labels = _model_labels(model, request) if _classifies(task) else None
-    references = [example.reference for example in examples]
-    if labels is not None:
-        references = map_labels(references, labels, request.label_map)
     runner = load_runner(
         task, request.model, device=request.device, batch_size=request.batch_size, options=options,
         backend=request.backend, allow_random_head=request.allow_random_head,
     )
-    loaded = _Loaded(model, _weights(model), labels, references, runner, started)
+    # A causal LM runs the task through a prompt template (nlpsuite.prompting).
+    prompted = prompted_runner(runner)
+    labels = _model_labels(model, prompted) if _classifies(task) else None
+    references = [example.reference for example in examples]
+    if labels is not None:
+        references = map_labels(references, labels, request.label_map)
+    loaded = _Loaded(model, _weights(model), labels, references, runner, started,
+                     prompted.prompt if prompted is not None else None)
     made = [folder for folder in (request.out, *request.out.parents) if not folder.exists()]
     with lock_run_folder(request.out):
         try:
@@ -115,6 +120,7 @@ class _Loaded:
     references: list[Any]  # as the model names them, for a classifier
     runner: Callable[[Sequence[Any]], list[Any]]
     started: datetime
+    prompt: PromptInfo | None = None
 
 
 def _evaluate_in_folder(
@@ -125,8 +131,8 @@ def _evaluate_in_folder(
     if force:
         for name in RUN_FILES:
             (request.out / name).unlink(missing_ok=True)
-    done = _resume(request.out, _identity(request, task, options, loaded.weights), examples,
-                   loaded.labels)
+    identity = _identity(request, task, options, loaded.weights, loaded.prompt)
+    done = _resume(request.out, identity, examples, loaded.labels)
     chunks = _chunks(examples, max(request.checkpoint_every, request.batch_size))
     # A chunk only partly cached is predicted again whole: batches then hold the same examples
     # as in an uninterrupted run, so padding, and with it every float, comes out the same.
@@ -140,19 +146,12 @@ def _evaluate_in_folder(
 
     predictions = [row["scored"] for row in ordered]
     references = loaded.references
-    metrics = {}
-    for metric in chosen:
-        try:
-            score = bootstrap(metric, predictions, references, request.bootstrap, request.seed)
-        except NlpsuiteError as undefined:  # e.g. a correlation of constant scores
-            logger.warning("metric '%s' recorded as null: %s", metric.name, undefined)
-            metrics[metric.name] = MetricScore(None, (None, None), metric.higher_is_better,
-                                               metric.description, scale=metric.scale)
-            continue
-        metrics[metric.name] = MetricScore(
-            score.value, (score.low, score.high), metric.higher_is_better, metric.description,
-            metric.signature(references) if metric.signature else None, metric.scale,
-        )
+    metrics = {metric.name: _score(metric, predictions, references, request)
+               for metric in chosen}
+    # Choices by length-normalised log-likelihood (prompted runs) are scored as lm-eval does.
+    normalised = normalised_choices([row["prediction"] for row in ordered])
+    if normalised is not None and request.metrics is None:
+        metrics[ACC_NORM.name] = _score(ACC_NORM, normalised, references, request)
     result = RunResult(
         task=task.name,
         model=ModelInfo(loaded.model, loaded.weights, **model_size(loaded.model)),
@@ -171,12 +170,27 @@ def _evaluate_in_folder(
         resumed_examples=len(examples) - predicted,
         warmup_examples=warmed, timed_examples=predicted,
         label_mapping=_label_mapping(task, examples, references),
+        prompt=loaded.prompt,
         request=request_fields(request),
         command=eval_command_line(request),
     )
     document = result.to_json()
     write_atomic(request.out / "results.json", json.dumps(document, indent=2) + "\n")
     return document
+
+
+def _score(metric: Metric, predictions: Sequence[Any], references: Sequence[Any],
+           request: EvalRequest) -> MetricScore:
+    try:
+        score = bootstrap(metric, predictions, references, request.bootstrap, request.seed)
+    except NlpsuiteError as undefined:  # e.g. a correlation of constant scores
+        logger.warning("metric '%s' recorded as null: %s", metric.name, undefined)
+        return MetricScore(None, (None, None), metric.higher_is_better, metric.description,
+                           scale=metric.scale)
+    return MetricScore(
+        score.value, (score.low, score.high), metric.higher_is_better, metric.description,
+        metric.signature(references) if metric.signature else None, metric.scale,
+    )
 
 
 def _fingerprint_fields(found: Mapping[str, Any]) -> dict[str, Any]:
@@ -265,13 +279,17 @@ def map_labels(
     return mapped
 
 
-def _model_labels(model: str, request: EvalRequest) -> list[str]:
+def _model_labels(model: str, prompted: PromptedRunner | None) -> list[str]:
+    """The labels a classifier predicts: its template's on a causal LM, else its config's."""
+    if prompted is not None and prompted.labels:
+        return list(prompted.labels)
     config = load_config(model)
     return [config.id2label[i] for i in range(config.num_labels)]
 
 
 def _identity(
-    request: EvalRequest, task: Task, options: Mapping[str, Any], weights: str | None
+    request: EvalRequest, task: Task, options: Mapping[str, Any], weights: str | None,
+    prompt: PromptInfo | None = None,
 ) -> str:
     """What must match for cached predictions to be reused: a model retrained into the same
     folder has other weights, and its predictions are not the old ones."""
@@ -280,6 +298,8 @@ def _identity(
            "sample": request.sample, "seed": request.seed, "label_map": request.label_map}
     if weights is not None:
         key["weights_sha256"] = weights
+    if prompt is not None:  # a template file edited since is another prompt
+        key["prompt_sha256"] = hashlib.sha256(prompt.text.encode()).hexdigest()
     if request.backend != "torch":  # so that runs made before backends existed still resume
         key["backend"] = request.backend
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()

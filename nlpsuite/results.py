@@ -161,6 +161,15 @@ class DatasetInfo:
 
 
 @dataclass(frozen=True)
+class PromptInfo:
+    """The prompt template a run on a causal language model rendered (nlpsuite.prompting)."""
+
+    template: str  # a shipped template's name, or the file as given
+    text: str  # the template file's exact text
+    shots: int = 0  # how many of its examples went before each input
+
+
+@dataclass(frozen=True)
 class RunResult:
     """One evaluation run: what ``results.json`` holds."""
 
@@ -186,6 +195,8 @@ class RunResult:
     timed_examples: int | None = None
     # Classification only: each dataset label and the model label the metrics compared with.
     label_mapping: Mapping[str, str] | None = None
+    # Runs on a causal language model: the template the inputs were rendered through.
+    prompt: PromptInfo | None = None
     request: Mapping[str, Any] | None = None  # request_fields() of the request that made it
     command: str | None = None
     version: int = RESULTS_VERSION
@@ -221,6 +232,8 @@ class RunResult:
         }
         if self.label_mapping is not None:
             document["label_mapping"] = dict(self.label_mapping)
+        if self.prompt is not None:
+            document["prompt"] = dataclasses.asdict(self.prompt)
         document["request"] = dict(self.request) if self.request is not None else None
         document["command"] = self.command
         return document
@@ -254,6 +267,7 @@ class RunResult:
             timed_examples=_integer(document.get("timed_examples")),
             label_mapping=(_mapping(document["label_mapping"])
                            if isinstance(document.get("label_mapping"), dict) else None),
+            prompt=_prompt(document.get("prompt")),
             request=document["request"] if isinstance(document.get("request"), dict) else None,
             command=str(document["command"]) if document.get("command") else None,
             version=_integer(document.get("version")) or RESULTS_VERSION,
@@ -318,6 +332,13 @@ def _model(value: Any) -> ModelInfo:
         weights_bytes=_integer(model.get("weights_bytes")),
         parameters=_integer(model.get("parameters")),
     )
+
+
+def _prompt(value: Any) -> PromptInfo | None:
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        return None
+    return PromptInfo(template=str(value.get("template") or ""), text=value["text"],
+                      shots=_integer(value.get("shots")) or 0)
 
 
 def _dataset(value: Any, where: str) -> DatasetInfo:

@@ -33,6 +33,13 @@ from nlpsuite.datasets import Dataset, DatasetFormat, texts_field
 from nlpsuite.lookup import load_model
 from nlpsuite.metrics import EXACT_MATCH, SQUAD_F1
 from nlpsuite.models import load_tokenizer
+from nlpsuite.prompting import (
+    GENERATION,
+    PROMPT_OPTIONS,
+    PromptedRunner,
+    is_prompted,
+    load_prompted,
+)
 from nlpsuite.records import read_json
 from nlpsuite.tasks import TrainConfig, TrainingSetup
 
@@ -44,6 +51,7 @@ if TYPE_CHECKING:  # numpy loads with the model, so listing plugins stays fast
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EVAL_SET = Path(__file__).parent / "data" / "qa-eval.jsonl"
+TEMPLATES = Path(__file__).parent / "data" / "templates"
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,8 @@ class QAInput:
 class QAOutput:
     answer: str
     score: float
-    # Character offsets into the context; context[start:end] == answer ("" is 0, 0).
+    # Character offsets into the context; context[start:end] == answer ("" is 0, 0). A causal
+    # LM's generated answer: its first occurrence in the context, else -1, -1; score 0.0.
     start: int
     end: int
     # With top_k > 1: up to top_k {"answer", "score", "start", "end"} dicts, best first.
@@ -291,6 +300,8 @@ def _settings(options: Mapping[str, Any], model_limit: int) -> _Settings:
 
 
 def load(config: RunConfig) -> Callable[[Sequence[QAInput]], list[QAOutput]]:
+    if is_prompted(config):
+        return load_prompted_reader(config)
     import torch
 
     tokenizer = _fast_tokenizer(config.model, config.trust_remote_code)
@@ -344,6 +355,22 @@ def load(config: RunConfig) -> Callable[[Sequence[QAInput]], list[QAOutput]]:
         ]
 
     return run
+
+
+def load_prompted_reader(config: RunConfig) -> PromptedRunner:
+    """A causal LM generating the answer after the context and the question."""
+    prompted = load_prompted(config, QAInput, TEMPLATES, default="squad", needs=GENERATION,
+                             task="question-answering")
+
+    def run(inputs: Sequence[QAInput]) -> list[QAOutput]:
+        outputs = []
+        for item, answer in zip(inputs, prompted.generate(inputs), strict=True):
+            start = item.context.find(answer) if answer else 0
+            end = start + len(answer) if start >= 0 else -1
+            outputs.append(QAOutput(answer, 0.0, start, end))
+        return outputs
+
+    return prompted.runner(run)
 
 
 def _fast_tokenizer(model: str, trust_remote_code: bool) -> Any:
@@ -562,6 +589,7 @@ TASK = Task(
                "int8: dynamic int8 quantization of the linear layers (CPU only; faster, "
                "answers may shift slightly); int8-mixed: the same but the feed-forward output "
                "layers stay float32 (part of the speed-up, less accuracy lost)"),
+        *PROMPT_OPTIONS,
     ),
     prediction=lambda output: output.answer,
     parse_reference=lambda value, where: texts_field(value, "reference", where, allow_empty=True),

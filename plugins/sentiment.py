@@ -24,12 +24,14 @@ from nlpsuite.datasets import (
 from nlpsuite.lookup import load_model
 from nlpsuite.metrics import ACCURACY, MACRO_F1, MCC
 from nlpsuite.models import load_config, load_tokenizer
+from nlpsuite.prompting import CHOICES, PROMPT_OPTIONS, PromptedRunner, is_prompted, load_prompted
 from nlpsuite.tasks import TrainConfig, TrainingSetup
 
 logger = logging.getLogger("nlpsuite")
 # Training sentences are cut at this many tokens unless --max-length says otherwise.
 TRAIN_MAX_LENGTH = 128
 EVAL_SET = Path(__file__).parent / "data" / "sentiment-eval.jsonl"
+TEMPLATES = Path(__file__).parent / "data" / "templates"
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,13 @@ class SentimentOutput:
     score: float
     # With top_k > 1: the top_k labels and their probabilities, best first.
     scores: dict[str, float] | None = None
+    # A causal LM's runs: the label chosen by log-likelihood per character (lm-eval acc_norm).
+    choice_norm: str | None = None
 
 
 def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[SentimentOutput]]:
+    if is_prompted(config):
+        return load_prompted_classifier(config)
     import torch
 
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
@@ -99,6 +105,29 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
         return map_sorted(rows, classify, config.batch_size, lambda row: len(row["input_ids"]))
 
     return run
+
+
+def load_prompted_classifier(config: RunConfig) -> PromptedRunner:
+    """A causal LM choosing the label whose continuation it finds most likely; ``score`` is
+    the label's share of the labels' likelihoods."""
+    prompted = load_prompted(config, SentimentInput, TEMPLATES, default="sst2", needs=CHOICES,
+                             task="sentiment")
+    labels = prompted.template.labels
+    top_k = config.options["top_k"]
+    if top_k < 1:
+        raise NlpsuiteError(f"option 'top_k' must be at least 1, got {top_k}")
+
+    def run(inputs: Sequence[SentimentInput]) -> list[SentimentOutput]:
+        outputs = []
+        for choice in prompted.classify(inputs):
+            shares = choice.probabilities()
+            ranked = sorted(range(len(labels)), key=lambda i: -shares[i])[:top_k]
+            scores = {labels[i]: shares[i] for i in ranked} if top_k > 1 else None
+            outputs.append(SentimentOutput(labels[choice.best], shares[choice.best], scores,
+                                           labels[choice.best_norm]))
+        return outputs
+
+    return prompted.runner(run)
 
 
 def train(config: TrainConfig) -> TrainingSetup:
@@ -163,6 +192,7 @@ TASK = Task(
             "shift slightly); int8-mixed: the same but the feed-forward output layers stay "
             "float32 (part of the speed-up, less accuracy lost)",
         ),
+        *PROMPT_OPTIONS,
     ),
     prediction=lambda output: output.label,
     parse_reference=lambda value, where: label_reference(value, where),

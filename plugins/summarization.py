@@ -35,6 +35,13 @@ from nlpsuite.datasets import (
 )
 from nlpsuite.generation import Generation, Seq2Seq, has_text, load_seq2seq, task_params
 from nlpsuite.metrics import ROUGE
+from nlpsuite.prompting import (
+    GENERATION,
+    PROMPT_OPTIONS,
+    PromptedRunner,
+    is_prompted,
+    load_prompted,
+)
 
 # For checkpoints that declare nothing: greedy, and summaries of up to 128 tokens.
 FALLBACK = {"min_length": 0, "max_length": 128, "num_beams": 1, "no_repeat_ngram_size": 0}
@@ -153,24 +160,42 @@ class Summarizer:
         return [SummarizationOutput(text, n) for text, n in zip(results, chunks, strict=True)]
 
 
-def build(config: RunConfig) -> Summarizer:
-    """Load the checkpoint and settle its settings; errors in options come before the load."""
+def check_options(config: RunConfig) -> None:
     for name in ("min_length", "no_repeat_ngram_size", "max_length", "num_beams"):
         value = config.options[name]
         floor = 0 if name in ("min_length", "no_repeat_ngram_size") else 1
         if value is not None and value < floor:
             raise NlpsuiteError(f"option '{name}' must be at least {floor}, got {value}")
+
+
+def build(config: RunConfig) -> Summarizer:
+    """Load the checkpoint and settle its settings; errors in options come before the load."""
+    check_options(config)
     seq2seq = load_seq2seq(config, lambda model_config, tokenizer: summary_prefix(model_config))
     return Summarizer(seq2seq, settings(seq2seq.model, dict(config.options)), config.batch_size)
 
 
 def load(config: RunConfig) -> Callable[[Sequence[SummarizationInput]], list[SummarizationOutput]]:
+    check_options(config)
+    if is_prompted(config):
+        return load_prompted_summarizer(config)
     summarizer = build(config)
 
     def run(inputs: Sequence[SummarizationInput]) -> list[SummarizationOutput]:
         return summarizer([item.text for item in inputs])
 
     return run
+
+
+def load_prompted_summarizer(config: RunConfig) -> PromptedRunner:
+    """A causal LM generating the summary after the document, read whole (one chunk)."""
+    prompted = load_prompted(config, SummarizationInput, TEMPLATES, default="scitldr",
+                             needs=GENERATION, task="summarization")
+
+    def run(inputs: Sequence[SummarizationInput]) -> list[SummarizationOutput]:
+        return [SummarizationOutput(summary, 1) for summary in prompted.generate(inputs)]
+
+    return prompted.runner(run)
 
 
 TASK = Task(
@@ -203,6 +228,7 @@ TASK = Task(
             None,
             "never repeat an n-gram of this size, 0 for no limit; unset: the checkpoint's",
         ),
+        *PROMPT_OPTIONS,
     ),
     prediction=lambda output: output.summary,
     parse_reference=lambda value, where: texts_field(value, "reference", where, allow_empty=False),
@@ -216,6 +242,7 @@ def register_tasks(register: Callable[[Task], None]) -> None:
 
 
 EVAL_SET = Path(__file__).resolve().parent / "data" / "summarization-mini.jsonl"
+TEMPLATES = Path(__file__).resolve().parent / "data" / "templates"
 
 
 @hookimpl

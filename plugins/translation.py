@@ -29,10 +29,18 @@ from nlpsuite.generation import (
     task_params,
 )
 from nlpsuite.metrics import BLEU, CHRF
+from nlpsuite.prompting import (
+    GENERATION,
+    PROMPT_OPTIONS,
+    PromptedRunner,
+    is_prompted,
+    load_prompted,
+)
 
 logger = logging.getLogger("nlpsuite")
 
 DEFAULT_MODEL = "Helsinki-NLP/opus-mt-{source_lang}-{target_lang}"
+TEMPLATES = Path(__file__).resolve().parent / "data" / "templates"
 
 # ISO 639-1/3 code, optionally with a script or region (zh_Hant, pt_br), or an opus-mt group name
 # such as ROMANCE.
@@ -137,6 +145,8 @@ def load(config: RunConfig) -> Callable[[Sequence[TranslationInput]], list[Trans
     if max_new_tokens is not None and max_new_tokens < 1:
         raise NlpsuiteError(f"option 'max_new_tokens' must be at least 1, got {max_new_tokens}")
     try:
+        if is_prompted(config):
+            return load_prompted_translator(config, source, target)
         seq2seq = load_seq2seq(
             config,
             lambda model_config, tokenizer: translation_prefix(
@@ -189,6 +199,22 @@ def load(config: RunConfig) -> Callable[[Sequence[TranslationInput]], list[Trans
     return run
 
 
+def load_prompted_translator(config: RunConfig, source: str, target: str) -> PromptedRunner:
+    """A causal LM generating the translation of each input whole (one segment); the template
+    may name the languages: ``{source_lang}``, ``{source_language}`` (English), and so on."""
+    names = {"source_lang": source, "target_lang": target,
+             "source_language": LANGUAGE_NAMES.get(source, source),
+             "target_language": LANGUAGE_NAMES.get(target, target)}
+    prompted = load_prompted(config, TranslationInput, TEMPLATES, default="wmt",
+                             needs=GENERATION, task="translation", values=names)
+    limit = config.options["max_new_tokens"]
+
+    def run(inputs: Sequence[TranslationInput]) -> list[TranslationOutput]:
+        return [TranslationOutput(text, 1) for text in prompted.generate(inputs, limit)]
+
+    return prompted.runner(run)
+
+
 TASK = Task(
     name="translation",
     description="Translate text, sentence by sentence (opus-mt by default; T5 works too).",
@@ -206,8 +232,9 @@ TASK = Task(
             int,
             None,
             "longest translation of one sentence, in tokens; unset: twice the sentence's "
-            "length plus 16",
+            "length plus 16 (a causal LM: the whole input; unset: the template's)",
         ),
+        *PROMPT_OPTIONS,
     ),
     prediction=lambda output: output.translation,
     parse_reference=lambda value, where: texts_field(value, "reference", where, allow_empty=False),

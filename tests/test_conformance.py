@@ -29,6 +29,9 @@ BUILT_IN_MODELS = {
     "sentence-similarity": "minilm",
     "translation": "tiny_marian",
     "summarization": "tiny_bart",
+    "text-generation": "tiny_llama",
+    "perplexity": "tiny_gpt2",
+    "multiple-choice": "tiny_llama",
 }
 
 
