@@ -42,8 +42,10 @@ def resolve_model(model: str) -> str:
         raise NlpsuiteError(
             f"model '{model}' is a file; --model takes a directory, a .gguf file or a hub id"
         )
-    if model.startswith((".", "/", "~")) or model.count("/") > 1 or is_gguf(path):
-        raise NlpsuiteError(f"model not found: {model}")
+    if is_gguf(path):
+        raise NlpsuiteError(f"model file not found: {model}")
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise NlpsuiteError(f"model directory not found: {model}")
     shipped = bundled_source(model)
     if shipped is None:
         return model

@@ -62,7 +62,7 @@ def test_an_unsupported_gguf_architecture_is_named(tmp_path: Path, cache: Path) 
 
 
 def test_a_missing_gguf_path_is_not_taken_for_a_hub_id(tmp_path: Path) -> None:
-    with pytest.raises(NlpsuiteError, match=r"model not found: missing\.gguf"):
+    with pytest.raises(NlpsuiteError, match=r"model file not found: missing\.gguf"):
         resolve_model("missing.gguf")
 
 
