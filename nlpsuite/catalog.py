@@ -65,9 +65,13 @@ def load_dataset(
 
 
 def resolve_dataset(path_or_name: str, task: str | None = None) -> Dataset:
-    """The :class:`Dataset` behind a path or registered name; ``task``, if given, must fit it."""
+    """The :class:`Dataset` behind a path or registered name; ``task``, if given, must fit it.
+
+    Formats that serve ``task`` are tried first, so a plugin's layout of a common suffix (a
+    fastText ``.txt``) wins over another task's reading of it (perplexity's plain text)."""
     formats = plugins.registry().formats
-    for found in formats:
+    serving_first = sorted(formats, key=lambda f: task is not None and task not in f.tasks)
+    for found in serving_first:
         if found.sniff(path_or_name):
             dataset = found.open(path_or_name)
             return dataclasses.replace(dataset, task=_fitting_task(path_or_name, found, task))

@@ -95,9 +95,11 @@ def _is_plain_text(spec: str) -> bool:
     if not path.is_file():
         return False
     suffix = path.suffix.lower()
+    if _claimed_elsewhere(spec, "" if suffix == ".txt" else suffix):
+        return False  # a plugin's own layout of a .txt file (fastText, say) comes first
     if suffix == ".txt":
         return True
-    if suffix in RECORD_SUFFIXES or _claimed_elsewhere(spec, suffix):
+    if suffix in RECORD_SUFFIXES:
         return False
     try:
         first_line(path)  # UTF-8 text, not a binary file
@@ -110,7 +112,7 @@ def _claimed_elsewhere(spec: str, suffix: str) -> bool:
     """Whether another registered format declares ``suffix`` or recognises ``spec``: plain text
     is what is left, whichever order plugins loaded in."""
     others = [found for found in plugins.registry().formats if found.name != PLAIN_TEXT]
-    return any(suffix in found.suffixes or found.sniff(spec) for found in others)
+    return any((suffix and suffix in found.suffixes) or found.sniff(spec) for found in others)
 
 
 def open_text_file(spec: str) -> Dataset:

@@ -234,7 +234,9 @@ def test_the_wheel_ships_the_data_files_and_builds_without_warnings(tmp_path: Pa
     assert "BuildBackendWarning" not in output and "would be ignored" not in output, output
     [wheel] = (tmp_path / "wheel").glob("nlpsuite-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    wanted = {f"nlpsuite_plugins/data/{p.name}" for p in (ROOT / "plugins" / "data").iterdir()}
+    data = ROOT / "plugins" / "data"
+    wanted = {f"nlpsuite_plugins/data/{p.relative_to(data)}" for p in data.rglob("*")
+              if p.is_file() and "__pycache__" not in p.parts}
     wanted |= {f"nlpsuite/report/assets/{p.name}"
                for p in (ROOT / "nlpsuite" / "report" / "assets").iterdir()}
     assert len(wanted) > 5 and wanted <= shipped, sorted(wanted - shipped)

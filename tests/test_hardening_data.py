@@ -174,9 +174,8 @@ def test_an_unknown_metric_offline_first_says_it_is_unknown(
                     "--metric", "bleurt9")
     assert done.returncode == 2
     line = one_error_line(done.stderr)
-    assert line.startswith(
-        "nlpsuite: error: metric 'bleurt9' is not a known metric (known: accuracy, bleu, chrf, "
-    )
+    assert line.startswith("nlpsuite: error: metric 'bleurt9' is not a known metric (known: ")
+    assert "accuracy, " in line and "bleu, " in line and "chrf, " in line
     assert "needs the Hugging Face Hub; offline, pass a local metric directory" in line
 
 
@@ -190,7 +189,8 @@ def test_an_unknown_metric_without_evaluate_first_says_it_is_unknown(
     with pytest.raises(NlpsuiteError) as refused:
         find_metric("bleurt9")
     message = str(refused.value)
-    assert message.startswith("metric 'bleurt9' is not a known metric (known: accuracy, ")
+    assert message.startswith("metric 'bleurt9' is not a known metric (known: ")
+    assert "accuracy, " in message
     assert message.endswith(
         "needs the optional package 'evaluate': pip install 'nlpsuite[evaluate]'")
     # A local metric directory is not an unknown name: only evaluate is missing.

@@ -378,3 +378,21 @@ def test_smollm2_zero_shot_sst2_beats_chance(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["metrics"]["accuracy"]["value"] >= ACCURACY_BOUND
+
+
+def test_zero_and_few_shot_rank_beside_an_encoder(tiny_llama: Path, tiny_classifier: Path,
+                                                  tmp_path: Path) -> None:
+    common = ("--dataset", "sentiment-mini", "--limit", "12", "--bootstrap", "10", "-q")
+    runs = [("zero", str(tiny_llama), ()), ("two", str(tiny_llama), ("--option", "shots=2")),
+            ("encoder", str(tiny_classifier), ("--allow-random-head",))]
+    for name, model, extra in runs:
+        done = nlpsuite("eval", "sentiment", "--model", model, "--out", str(tmp_path / name),
+                        *common, *extra)
+        assert done.returncode == 0, done.stderr
+    board = nlpsuite("leaderboard", str(tmp_path), "--format", "json")
+    assert board.returncode == 0, board.stderr
+    (group,) = json.loads(board.stdout)["groups"]
+    models = sorted(row["model"] for row in group["rows"])
+    assert len(models) == 3 and not group.get("not_comparable")
+    assert any(m.endswith("(sst2, zero-shot)") for m in models)
+    assert any(m.endswith("(sst2, 2-shot)") for m in models)

@@ -9,7 +9,8 @@ Each ranked run is compared with the first with the paired bootstrap test
 (:func:`nlpsuite.metrics.paired_bootstrap`) on the primary metric, over the example ids both runs'
 ``predictions.jsonl`` share; p < 0.05 is marked significant. Runs of a group that differ from the
 ranked runs in dataset sha256, ``limit``, ``sample`` (and its seed) or task options are not
-ranked with them: they are listed in a "not comparable" note with the reason.
+ranked with them: they are listed in a "not comparable" note with the reason. How a causal LM was
+prompted (template, shots) is not such an option: it names the row, like the model does.
 
 A ``results.json`` that cannot be read is skipped with a one-line warning; the rest are reported.
 """
@@ -28,8 +29,11 @@ from typing import Any
 from nlpsuite import plugins
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.metrics import Metric, paired_bootstrap
-from nlpsuite.results import MetricScore, RunResult, eval_command_line
+from nlpsuite.prompting import PROMPT_OPTIONS
+from nlpsuite.results import MetricScore, PromptInfo, RunResult, eval_command_line
 from nlpsuite.scales import Scale
+
+PROMPT_OPTION_NAMES = frozenset(option.name for option in PROMPT_OPTIONS)
 
 logger = logging.getLogger("nlpsuite")
 
@@ -314,8 +318,17 @@ def _model_names(runs: Sequence[Run]) -> dict[str, str]:
     return {
         run.name: (short[run.name] if len(ids[short[run.name]]) == 1 else run.model_id)
         + (f" [{run.backend}]" if run.backend != "torch" else "")
+        + _prompt_label(run.results.prompt)
         for run in runs
     }
+
+
+def _prompt_label(prompt: PromptInfo | None) -> str:
+    """How a causal LM was prompted, so its zero- and few-shot rows read apart."""
+    if prompt is None:
+        return ""
+    shots = f"{prompt.shots}-shot" if prompt.shots else "zero-shot"
+    return f" ({Path(prompt.template).stem}, {shots})"
 
 
 def _short_model(model_id: str) -> str:
@@ -333,7 +346,10 @@ def _comparability(run: Run) -> dict[str, Any]:
         "limit": results.limit,
         "sample": results.sample,
         "sample seed": results.seed if results.sample is not None else None,
-        "options": dict(results.options),
+        # How a causal LM is prompted is part of the system under test, like its weights, not
+        # a condition of the test: zero- and few-shot rows rank beside the encoders.
+        "options": {name: value for name, value in results.options.items()
+                    if name not in PROMPT_OPTION_NAMES},
     }
 
 
