@@ -46,7 +46,7 @@ from nlpsuite.checkpoints import weights_sha256
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.harness import evaluate
 from nlpsuite.records import decode_utf8
-from nlpsuite.results import EvalRequest, RunResult, request_fields
+from nlpsuite.results import EvalRequest, PromptInfo, RunResult, request_fields
 
 logger = logging.getLogger("nlpsuite")
 
@@ -298,8 +298,9 @@ def _block(
 
 
 def is_complete(run: BenchRun, out: Path) -> bool:
-    """Whether ``out`` holds this run's results, made from the same request and weights (a
-    model retrained in its folder must be evaluated again)."""
+    """Whether ``out`` holds this run's results, made from the same request, weights and prompt
+    (a model retrained in its folder, or a template file edited since, must be evaluated
+    again)."""
     results_file = out / run.folder / "results.json"
     try:
         results = RunResult.read(results_file)
@@ -308,8 +309,20 @@ def is_complete(run: BenchRun, out: Path) -> bool:
     wanted = request_fields(run.request(out))
     if results.request is None or not _same_request(results.request, wanted):
         return False
+    if results.prompt is not None and _template_edited(results.prompt):
+        return False
     weights = results.model.weights_sha256
     return weights is None or weights == weights_sha256(results.model.id)
+
+
+def _template_edited(prompt: PromptInfo) -> bool:
+    """Whether the user's template file a prompted run read has changed since (a shipped
+    template, named rather than a path, changes only with nlpsuite itself)."""
+    path = Path(prompt.template)
+    try:
+        return path.is_file() and decode_utf8(path.read_bytes(), str(path)) != prompt.text
+    except (OSError, NlpsuiteError):  # unreadable now: not the text the run read
+        return True
 
 
 def _same_request(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

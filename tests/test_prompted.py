@@ -396,3 +396,22 @@ def test_zero_and_few_shot_rank_beside_an_encoder(tiny_llama: Path, tiny_classif
     assert len(models) == 3 and not group.get("not_comparable")
     assert any(m.endswith("(sst2, zero-shot)") for m in models)
     assert any(m.endswith("(sst2, 2-shot)") for m in models)
+
+
+def test_bench_runs_a_prompted_run_again_once_its_template_file_changes(
+    tiny_gpt2: Path, tmp_path: Path
+) -> None:
+    from nlpsuite.bench import BenchRun, Model, is_complete
+    from nlpsuite.harness import evaluate
+
+    custom = write(tmp_path, "mine.toml", CUSTOM)
+    run = BenchRun("sentiment", "sentiment-mini", Model("gpt2", str(tiny_gpt2), True),
+                   options={"template": str(custom)}, limit=4, bootstrap=0,
+                   label_map={"NEGATIVE": "sad", "POSITIVE": "happy"})
+    out = tmp_path / "suite"
+    evaluate(run.request(out))
+    assert is_complete(run, out)
+    custom.write_text(CUSTOM.replace("Mood:", "Feeling:"), encoding="utf-8")
+    assert not is_complete(run, out)
+    custom.write_text(CUSTOM, encoding="utf-8")  # the text the run read: complete again
+    assert is_complete(run, out)
