@@ -28,7 +28,7 @@ from typing import Any
 from nlpsuite.batching import map_sorted, model_max_length
 from nlpsuite.decoding import GREEDY, Sampling, Step, decode_steps, run_to_end, settings
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.generation import Generation
+from nlpsuite.generation import Generation, end_token_ids, first_given
 from nlpsuite.lookup import load_model
 from nlpsuite.models import load_tokenizer
 from nlpsuite.tasks import RunConfig
@@ -70,16 +70,12 @@ class CausalLM:
         self.tokenizer = tokenizer
         self.device = device
         self.window = model_max_length(tokenizer, model.config)
-        generation = getattr(model, "generation_config", None)
-        eos = _first(getattr(generation, "eos_token_id", None), model.config.eos_token_id,
-                     tokenizer.eos_token_id)
-        self.eos_token_ids = frozenset(eos if isinstance(eos, list) else [] if eos is None
-                                       else [eos])
-        bos = _first(tokenizer.bos_token_id, model.config.bos_token_id)
+        self.eos_token_ids = end_token_ids(model, tokenizer)
+        bos = first_given(tokenizer.bos_token_id, model.config.bos_token_id)
         # lm-eval's prefix for scoring from nothing: BOS, else the end-of-text token.
-        self.prefix_token_id: int | None = _first(bos, *sorted(self.eos_token_ids))
+        self.prefix_token_id: int | None = first_given(bos, *sorted(self.eos_token_ids))
         # Causal models often have no padding token; padded positions are masked, so any id does.
-        self.pad_token_id: int = _first(tokenizer.pad_token_id, self.prefix_token_id, 0)
+        self.pad_token_id: int = first_given(tokenizer.pad_token_id, self.prefix_token_id, 0)
 
     def encode(self, texts: Sequence[str], *, special_tokens: bool = True) -> list[list[int]]:
         """Token ids of each text; ``special_tokens`` as the tokenizer adds them (BOS for Llama)."""
@@ -399,7 +395,3 @@ def is_causal_lm(config: Any) -> bool:
     architectures = getattr(config, "architectures", None) or []
     return any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures) and \
         not getattr(config, "is_encoder_decoder", False)
-
-
-def _first(*values: Any) -> Any:
-    return next((value for value in values if value is not None), None)

@@ -210,12 +210,11 @@ class Seq2Seq:
         self.window = model_max_length(tokenizer, model.config)
         self.max_new_tokens = _decoder_room(model.config)
         generation = model.generation_config
-        self.pad_token_id = _first(tokenizer.pad_token_id, generation.pad_token_id,
-                                   model.config.pad_token_id)
+        self.pad_token_id = first_given(tokenizer.pad_token_id, generation.pad_token_id,
+                                        model.config.pad_token_id)
         if self.pad_token_id is None:
             raise NlpsuiteError("the tokenizer has no padding token, so inputs cannot be batched")
-        eos = _first(generation.eos_token_id, model.config.eos_token_id, tokenizer.eos_token_id)
-        self.eos_token_ids = frozenset(eos if isinstance(eos, list) else [eos])
+        self.eos_token_ids = end_token_ids(model, tokenizer)
         if self.count([""])[0] >= self.window:
             raise NlpsuiteError(f"the task prefix {prefix!r} fills the model's whole window")
 
@@ -378,8 +377,18 @@ class _ForcedEosAtRowLimit:
         return torch.where(last[:, None], forced, scores)
 
 
-def _first(*values: Any) -> Any:
+def first_given(*values: Any) -> Any:
+    """The first of ``values`` that is not None (a setting's fallbacks, in order)."""
     return next((value for value in values if value is not None), None)
+
+
+def end_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """The tokens that end an output: the generation config's, else the model's, else the
+    tokenizer's (a list of several, or one)."""
+    generation = getattr(model, "generation_config", None)
+    eos = first_given(getattr(generation, "eos_token_id", None), model.config.eos_token_id,
+                      tokenizer.eos_token_id)
+    return frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
 
 
 def _decoder_room(config: Any) -> int | None:
