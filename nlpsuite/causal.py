@@ -10,18 +10,20 @@ else EOS).
 
 Log-probabilities are taken in float32 only at the positions scored, a slice of positions at a
 time, so a long window costs memory for the hidden states, not for ``window x vocabulary``
-logits.
+logits. :meth:`CausalLM.token_logprobs` scores every token of a sequence that way, with the
+likeliest alternatives at each position (what an OpenAI completion's ``echo`` and ``logprobs``
+report).
 
 Generation (:meth:`CausalLM.generate`, :meth:`CausalLM.stream`) runs the decoding loop of
 :mod:`nlpsuite.decoding` on length-sorted batches of LEFT-padded prompts, so a batch gives what
-each prompt gives alone. Text is decoded incrementally: a character split over several tokens is
-shown once whole, never as U+FFFD, and text that may be the start of a stop sequence is held back
-until it is known not to be.
+each prompt gives alone; a prompt is a text or its token ids, taken as they are. Text is decoded
+incrementally: a character split over several tokens is shown once whole, never as U+FFFD, and
+text that may be the start of a stop sequence is held back until it is known not to be.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,8 @@ SCORED_SLICE = 256
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
 TokenPair = tuple[Sequence[int], Sequence[int]]
+# What generation continues: a text, or token ids read as they are (no special tokens added).
+PromptText = str | Sequence[int]
 # A prompt's token ids and how many new tokens it may get.
 Prompt = tuple[list[int], int]
 
@@ -57,6 +61,16 @@ class Loglikelihood:
     logprob: float
     tokens: int
     greedy: bool
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability (natural log) after the tokens before it, and the ``top``
+    likeliest tokens at its position as ``(token id, log-probability)``, best first."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 class CausalLM:
@@ -86,10 +100,16 @@ class CausalLM:
 
     def chat_prompt(self, text: str) -> str:
         """``text`` as one user turn under the tokenizer's chat template, ready for a reply."""
+        return self.chat_text([{"role": "user", "content": text}])
+
+    def chat_text(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """``messages`` (``role`` and ``content`` each) under the tokenizer's chat template,
+        ready for the assistant's reply; encode it without special tokens (the template writes
+        its own)."""
         if not getattr(self.tokenizer, "chat_template", None):
             raise NlpsuiteError("the model's tokenizer has no chat template; run without --chat")
         return str(self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            [dict(message) for message in messages], tokenize=False, add_generation_prompt=True
         ))
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -116,7 +136,7 @@ class CausalLM:
 
     def generate(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[PromptText],
         *,
         max_new_tokens: int,
         stop: Sequence[str] = (),
@@ -130,7 +150,8 @@ class CausalLM:
         before the first of the ``stop`` sequences it contains, if any; ``token_ids`` are the new
         tokens (an end token included, and those of a stop sequence); ``finish_reason`` is
         ``"eos"``, ``"stop"`` or ``"length"`` (``max_new_tokens``, or the end of the model's
-        context). Greedy by default; ``chat`` puts each prompt in the tokenizer's chat template.
+        context). Greedy by default; ``chat`` puts each text prompt in the tokenizer's chat
+        template. Token-id prompts are read as they are.
         """
         items = self._prompts(prompts, max_new_tokens, stop, chat)
         return map_sorted(items, lambda batch: run_to_end(self._decode(batch, stop, sampling)),
@@ -138,14 +159,15 @@ class CausalLM:
 
     def stream(
         self,
-        prompt: str,
+        prompt: PromptText,
         *,
         max_new_tokens: int,
         stop: Sequence[str] = (),
         sampling: Sampling = GREEDY,
         chat: bool = False,
-    ) -> Iterator[str]:
-        """The text :meth:`generate` gives for ``prompt``, in pieces as it is decoded."""
+    ) -> Generator[str, None, Generation]:
+        """The text :meth:`generate` gives for ``prompt``, in pieces as it is decoded; the
+        generator returns the :class:`~nlpsuite.generation.Generation` (``StopIteration.value``)."""
         items = self._prompts([prompt], max_new_tokens, stop, chat)
         texts = _Texts(self.tokenizer, 1, stop)
         steps = self._decode(items, stop, sampling, texts)
@@ -161,23 +183,31 @@ class CausalLM:
         rest = texts.rows[0].rest(generations[0].text)
         if rest:
             yield rest
+        return generations[0]
 
-    def _prompts(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str],
+    def prompt_ids(self, prompts: Sequence[PromptText], chat: bool = False) -> list[list[int]]:
+        """The token ids generation reads for each prompt: a text encoded (in the chat template
+        if ``chat``; the prefix token if it has none), token ids as they are."""
+        texts = [prompt for prompt in prompts if isinstance(prompt, str)]
+        if chat:
+            texts = [self.chat_prompt(text) for text in texts]
+        # A chat template writes its own special tokens.
+        encoded = iter(self.encode(texts, special_tokens=not chat))
+        return [(next(encoded) or [self._prefix()]) if isinstance(prompt, str) else list(prompt)
+                for prompt in prompts]
+
+    def _prompts(self, prompts: Sequence[PromptText], max_new_tokens: int, stop: Sequence[str],
                  chat: bool) -> list[Prompt]:
         if max_new_tokens < 1:
             raise NlpsuiteError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if any(not sequence for sequence in stop):
             raise NlpsuiteError("a stop sequence is empty")
-        texts = [self.chat_prompt(prompt) for prompt in prompts] if chat else list(prompts)
-        # A chat template writes its own special tokens.
         items = []
-        for prompt, ids in zip(prompts, self.encode(texts, special_tokens=not chat),
-                               strict=True):
-            ids = ids or [self._prefix()]
+        for prompt, ids in zip(prompts, self.prompt_ids(prompts, chat), strict=True):
+            self._check_ids(ids)
             if len(ids) >= self.window:
-                shown = prompt if len(prompt) <= 30 else prompt[:30] + "…"
                 raise NlpsuiteError(
-                    f"the prompt {shown!r} is {len(ids)} tokens, too long for the model's "
+                    f"the prompt {_shown(prompt)} is {len(ids)} tokens, too long for the model's "
                     f"context of {self.window} tokens (which must also hold the new tokens)")
             items.append((ids, min(max_new_tokens, self.window - len(ids))))
         return items
@@ -210,33 +240,49 @@ class CausalLM:
             generations.append(Generation(_cut(text, stop), row.tokens, row.finish_reason))
         return generations
 
+    def token_logprobs(self, sequences: Sequence[Sequence[int]], *, top: int = 0,
+                       batch_size: int = 32) -> list[list[TokenLogprob]]:
+        """Every token of each sequence but the first, scored after the tokens before it, with
+        the ``top`` likeliest tokens at its position; longest sequences batched together.
+
+        The numbers are :meth:`loglikelihoods`' (float32 log-softmax): a context and
+        continuation's log-likelihood is the sum over the continuation's tokens here."""
+        for ids in sequences:
+            self._check_ids(ids)
+            if len(ids) > self.window:
+                raise NlpsuiteError(f"a sequence of {len(ids)} tokens is too long for the "
+                                    f"model's context of {self.window} tokens")
+        return map_sorted(list(sequences), lambda batch: self._token_batch(batch, top),
+                          batch_size, len)
+
+    def _check_ids(self, ids: Sequence[int]) -> None:
+        if not ids:
+            raise NlpsuiteError("a prompt has no tokens")
+        vocabulary = getattr(self.model.config, "vocab_size", None)
+        if isinstance(vocabulary, int):
+            stray = next((token for token in ids if not 0 <= token < vocabulary), None)
+            if stray is not None:
+                raise NlpsuiteError(f"token id {stray} is not in the model's vocabulary "
+                                    f"(0 to {vocabulary - 1})")
+
     def _prefix(self) -> int:
         if self.prefix_token_id is None:
             raise NlpsuiteError("the model has neither a BOS nor an EOS token to start from")
         return self.prefix_token_id
 
     def _score_batch(self, pairs: list[TokenPair]) -> list[Loglikelihood]:
-        import torch
-
         rows, scored = [], []
         for context, continuation in pairs:
             row = [*context, *continuation][-(self.window + 1):][:-1]
             rows.append(row)
             scored.append(min(len(continuation), len(row)))
-        width = max(len(row) for row in rows)
-        input_ids = torch.tensor([row + [self.pad_token_id] * (width - len(row)) for row in rows],
-                                 device=self.device)
-        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows],
-                            device=self.device)
         # Every row's scored positions, one after another, and the token each must predict.
         which = [i for i, count in enumerate(scored) for _ in range(count)]
         where = [position for row, count in zip(rows, scored, strict=True)
                  for position in range(len(row) - count, len(row))]
         targets = [token for (_, continuation), count in zip(pairs, scored, strict=True)
                    for token in list(continuation)[-count:]]
-        with torch.inference_mode():
-            hidden, head = self._hidden_states(input_ids, mask)
-            logprobs, hits = self._score_positions(hidden, head, which, where, targets)
+        logprobs, hits, _ = self._score_rows(rows, which, where, targets)
         results, offset = [], 0
         for count in scored:
             own = slice(offset, offset + count)
@@ -244,6 +290,41 @@ class CausalLM:
             results.append(Loglikelihood(float(logprobs[own].sum()), count, bool(hits[own].all())))
             offset += count
         return results
+
+    def _token_batch(self, sequences: list[Sequence[int]], top: int) -> list[list[TokenLogprob]]:
+        """Each sequence read once; position ``i`` scores token ``i + 1``."""
+        rows = [list(ids) for ids in sequences]
+        which = [i for i, row in enumerate(rows) for _ in range(len(row) - 1)]
+        where = [position for row in rows for position in range(len(row) - 1)]
+        targets = [token for row in rows for token in row[1:]]
+        if not targets:
+            return [[] for _ in rows]
+        logprobs, _, best = self._score_rows(rows, which, where, targets, top)
+        values, ids = logprobs.tolist(), best[1].tolist()
+        chances = best[0].tolist()
+        scored = [TokenLogprob(token, value, tuple(zip(alternatives, odds, strict=True)))
+                  for token, value, alternatives, odds in zip(targets, values, ids, chances,
+                                                              strict=True)]
+        results, offset = [], 0
+        for row in rows:
+            results.append(scored[offset:offset + len(row) - 1])
+            offset += len(row) - 1
+        return results
+
+    def _score_rows(self, rows: list[list[int]], which: list[int], where: list[int],
+                    targets: list[int], top: int = 0) -> tuple[Any, Any, tuple[Any, Any]]:
+        """The rows read right-padded in one pass; the scored positions' log-probabilities,
+        hits and ``top`` best (see :meth:`_score_positions`)."""
+        import torch
+
+        width = max(len(row) for row in rows)
+        input_ids = torch.tensor([row + [self.pad_token_id] * (width - len(row)) for row in rows],
+                                 device=self.device)
+        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows],
+                            device=self.device)
+        with torch.inference_mode():
+            hidden, head = self._hidden_states(input_ids, mask)
+            return self._score_positions(hidden, head, which, where, targets, top)
 
     def _hidden_states(self, input_ids: Any, mask: Any) -> tuple[Any, Any]:
         """Final hidden states and the output layer, or (logits, None) for models whose logits
@@ -257,15 +338,16 @@ class CausalLM:
 
     @staticmethod
     def _score_positions(hidden: Any, head: Any, which: list[int], where: list[int],
-                         targets: list[int]) -> tuple[Any, Any]:
-        """Each scored position's float32 log-probability of its target, and whether the target
-        is the likeliest token. The output layer runs on SCORED_SLICE positions of the whole
-        batch at a time: once per slice rather than once per row, and never on padding."""
+                         targets: list[int], top: int = 0) -> tuple[Any, Any, tuple[Any, Any]]:
+        """Each scored position's float32 log-probability of its target, whether the target
+        is the likeliest token, and the ``top`` best (log-probabilities, token ids) there. The
+        output layer runs on SCORED_SLICE positions of the whole batch at a time: once per
+        slice rather than once per row, and never on padding."""
         import torch
 
         rows, positions, wanted = (torch.tensor(values, device=hidden.device)
                                    for values in (which, where, targets))
-        picked, hits = [], []
+        picked, hits, best, best_ids = [], [], [], []
         for start in range(0, len(targets), SCORED_SLICE):
             chunk = slice(start, start + SCORED_SLICE)
             states = hidden[rows[chunk], positions[chunk]]
@@ -273,7 +355,10 @@ class CausalLM:
             logprobs = torch.log_softmax(logits, dim=-1)
             picked.append(logprobs.gather(1, wanted[chunk, None])[:, 0])
             hits.append(logprobs.argmax(-1) == wanted[chunk])
-        return torch.cat(picked), torch.cat(hits)
+            ranked = logprobs.topk(min(top, logprobs.shape[-1]), dim=-1)
+            best.append(ranked.values)
+            best_ids.append(ranked.indices)
+        return torch.cat(picked), torch.cat(hits), (torch.cat(best), torch.cat(best_ids))
 
 
 class TextStream:
@@ -345,6 +430,14 @@ class _Texts:
     def on_step(self, step: Step) -> list[int]:
         return [row for row, token in zip(step.rows, step.tokens, strict=True)
                 if self.rows[row].add(token)]
+
+
+def _shown(prompt: PromptText) -> str:
+    """A prompt as an error message names it: its first 30 characters, or its token count."""
+    if not isinstance(prompt, str):
+        shown = ", ".join(map(str, list(prompt)[:5])) + (", …" if len(prompt) > 5 else "")
+        return f"of token ids [{shown}]"
+    return repr(prompt if len(prompt) <= 30 else prompt[:30] + "…")
 
 
 def _first_stop(text: str, stop: Sequence[str], start: int = 0) -> int | None:

@@ -28,6 +28,7 @@ from nlpsuite.records import (
 )
 from nlpsuite.results import EvalRequest
 from nlpsuite.scales import format_interval, format_number, scale_from_json, scale_label
+from nlpsuite.serve_commands import SERVE_COMMANDS
 from nlpsuite.task_inputs import example_record, input_fields, input_file_kind
 from nlpsuite.tasks import Task, render_score
 
@@ -105,7 +106,7 @@ def cli() -> None:
     """nlpsuite: NLP tasks as plugins, run and evaluated the same way."""
 
 
-for _command in MODEL_COMMANDS:
+for _command in (*MODEL_COMMANDS, *SERVE_COMMANDS):
     cli.add_command(_command)
 
 
@@ -432,7 +433,11 @@ def run() -> None:
 
 def _run_command(task: Task) -> click.Command:
     fields = dataclasses.fields(task.input_type)
-    primary, extra_fields = fields[0].name, [f.name for f in fields[1:]]
+    # A field named like an option overrides the option for its record (in an --input file);
+    # on the command line, the flag sets the option.
+    options_named = {o.name for o in task.options}
+    primary = fields[0].name
+    extra_fields = [f.name for f in fields[1:] if f.name not in options_named]
 
     def command(
         texts: tuple[str, ...],
@@ -556,7 +561,9 @@ class _TaskCommand(click.Command):
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         fields = input_fields(self.task)
-        flags = ", ".join(f"--{field.name.replace('_', '-')}" for field in fields[1:])
+        options_named = {o.name for o in self.task.options}  # their flags set the option
+        flags = ", ".join(f"--{field.name.replace('_', '-')}" for field in fields[1:]
+                          if field.name not in options_named)
         with formatter.section("Input fields"):
             formatter.write_text(
                 f"Text arguments, stdin lines and .txt --input files (one text per line) fill "

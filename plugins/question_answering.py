@@ -315,7 +315,8 @@ def load(config: RunConfig) -> Callable[[Sequence[QAInput]], list[QAOutput]]:
     feature_names = [name for name in MODEL_INPUTS if name in tokenizer.model_input_names]
 
     def predict(windows: list[Window]) -> list[WindowSpans]:
-        batch = pad_batch(tokenizer, [window.features for window in windows], feature_names)
+        features = [window.features for window in windows]
+        batch = pad_batch(tokenizer, features, feature_names, settings.max_length)
         with torch.inference_mode():
             output = model(**{name: tensor.to(config.device) for name, tensor in batch.items()})
         starts = output.start_logits.float().cpu().numpy()

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from nlpsuite import NlpsuiteError, Option, RunConfig, Task, hookimpl
-from nlpsuite.batching import encode_truncated, map_sorted, model_max_length, pad_batch
+from nlpsuite.batching import (
+    encode_truncated,
+    map_sorted,
+    model_max_length,
+    pad_batch,
+    pad_linear_rows,
+)
 from nlpsuite.catalog import load_records
 from nlpsuite.datasets import (
     Dataset,
@@ -68,6 +74,7 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
         backend=config.backend,
         allow_random_head=config.allow_random_head,
     )
+    pad_linear_rows(model)  # a text's scores do not depend on its batch-mates
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     top_k = config.options["top_k"]
     if top_k < 1:
@@ -80,7 +87,7 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
     ]
 
     def classify(rows: list[dict[str, Any]]) -> list[SentimentOutput]:
-        batch = pad_batch(tokenizer, rows, names)
+        batch = pad_batch(tokenizer, rows, names, max_length)
         with torch.inference_mode():
             logits = model(**{k: v.to(config.device) for k, v in batch.items()}).logits
         probabilities = logits.float().softmax(-1).cpu()

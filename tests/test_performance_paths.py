@@ -152,7 +152,7 @@ def test_pad_batch_equals_tokenizer_pad(tiny_qa: Path, side: str) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from nlpsuite.batching import pad_batch
+    from nlpsuite.batching import PAD_MULTIPLE, pad_batch
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_qa)
     tokenizer.padding_side = side
@@ -160,7 +160,7 @@ def test_pad_batch_equals_tokenizer_pad(tiny_qa: Path, side: str) -> None:
     rows = [{key: encoded[key][i] for key in encoded} for i in range(2)]
     names = ["input_ids", "attention_mask", "token_type_ids"]
     ours = pad_batch(tokenizer, rows, names)
-    theirs = tokenizer.pad(rows, return_tensors="pt")
+    theirs = tokenizer.pad(rows, return_tensors="pt", pad_to_multiple_of=PAD_MULTIPLE)
     assert set(ours) == set(names)
     for name in names:
         assert ours[name].dtype == theirs[name].dtype

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pty
@@ -324,10 +325,14 @@ def test_cli_prints_continuations_and_json(tiny_gpt2: Path) -> None:
     as_json = nlpsuite("run", "text-generation", "the city", "a river", "-m", model,
                        "--max-new-tokens", "6", "--json")
     records = [json.loads(line) for line in as_json.stdout.splitlines()]
-    expected = causal(tiny_gpt2).generate(["the city", "a river"], max_new_tokens=6)
+    lm = causal(tiny_gpt2)
+    expected = lm.generate(["the city", "a river"], max_new_tokens=6)
+    prompt_tokens = [len(ids) for ids in lm.encode(["the city", "a river"])]
     assert records == [{"text": g.text, "new_tokens": len(g.token_ids),
-                        "finish_reason": g.finish_reason} for g in expected]
-    assert set(records[0]) == {"text", "new_tokens", "finish_reason"}
+                        "finish_reason": g.finish_reason, "prompt_tokens": size,
+                        "logprobs": None} for g, size in zip(expected, prompt_tokens, strict=True)]
+    assert list(records[0]) == ["text", "new_tokens", "finish_reason", "prompt_tokens",
+                                "logprobs"]
     assert plain.stdout == "".join(r["text"] + "\n" for r in records)
 
 
@@ -408,6 +413,133 @@ def test_cli_on_a_terminal_streams(tiny_gpt2: Path) -> None:
     os.close(leader)
     assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
     assert b"".join(chunks).decode() == expected
+
+
+# A record's own settings, token ids, chat messages and log-probabilities: what `nlpsuite serve`
+# passes on from an OpenAI request, one record per prompt.
+
+CHAT_TURN = [{"role": "user", "content": "hello there"}]
+MIXED = [
+    {"prompt": "the city"},
+    {"prompt": "a river runs through", "max_new_tokens": 3},
+    {"prompt": "the city", "stop": ["e"], "max_new_tokens": 20},
+    {"prompt": "hello there", "temperature": 1.0, "top_p": 0.9, "seed": 3},
+    {"prompt_ids": [5, 71, 227]},
+    {"messages": CHAT_TURN, "max_new_tokens": 4},
+    {"prompt": "one two three", "logprobs": 2, "echo": True, "max_new_tokens": 2},
+    {"prompt": "in the morning", "max_new_tokens": 0, "echo": True, "logprobs": 0},
+]
+
+
+def mixed_runner(folder: Path) -> Any:
+    return load_runner("text-generation", str(folder), batch_size=8,
+                       options={"max_new_tokens": 6})
+
+
+def test_records_with_their_own_settings_batch_as_they_run_alone(tiny_llama: Path) -> None:
+    runner = mixed_runner(tiny_llama)
+    records = [runner.task.make_input(record, "test") for record in MIXED]
+    batched = runner(records)
+    assert batched == [runner([record])[0] for record in records]
+    lm = causal(tiny_llama)
+    sampled = Sampling(temperature=1.0, top_p=0.9, seed=3)
+    expected = [
+        lm.generate(["the city"], max_new_tokens=6)[0],
+        lm.generate(["a river runs through"], max_new_tokens=3)[0],
+        lm.generate(["the city"], max_new_tokens=20, stop=["e"])[0],
+        lm.generate(["hello there"], max_new_tokens=6, sampling=sampled)[0],
+        lm.generate([[5, 71, 227]], max_new_tokens=6)[0],
+        lm.generate(["hello there"], max_new_tokens=4, chat=True)[0],
+    ]
+    assert [(o.text, o.new_tokens) for o in batched[:6]] == [
+        (g.text, len(g.token_ids)) for g in expected]
+    assert batched[2].finish_reason == "stop"
+    assert batched[4].prompt_tokens == 3  # token ids are read as given
+    assert batched[5].prompt_tokens == len(lm.encode([lm.chat_prompt("hello there")],
+                                                     special_tokens=False)[0])
+    assert all(output.logprobs is None for output in batched[:6])
+
+
+def test_logprobs_cover_the_echoed_prompt_and_the_new_tokens(tiny_llama: Path) -> None:
+    runner = mixed_runner(tiny_llama)
+    echoed, scored = runner([runner.task.make_input(record, "test") for record in MIXED[6:]])
+    lm = causal(tiny_llama)
+    generated = lm.generate(["one two three"], max_new_tokens=2)[0]
+    assert echoed.text == "one two three" + generated.text and echoed.new_tokens == 2
+    logprobs = echoed.logprobs
+    assert logprobs is not None
+    assert len(logprobs.tokens) == echoed.prompt_tokens + 2
+    assert logprobs.token_logprobs[0] is None and logprobs.top_logprobs[0] is None
+    assert all(len(top or {}) >= 2 for top in logprobs.top_logprobs[1:])
+    assert logprobs.text_offset == sorted(logprobs.text_offset)
+    assert logprobs.text_offset[-2] == len("one two three")  # the first new token's start
+
+    ids = lm.encode(["in the morning"])[0]
+    assert scored.text == "in the morning" and scored.new_tokens == 0
+    assert scored.logprobs is not None and len(scored.logprobs.tokens) == len(ids)
+    # The numbers are loglikelihoods': the same scoring, token by token.
+    truth = lm.loglikelihoods([(ids[:1], ids[1:])])[0]
+    assert sum(scored.logprobs.token_logprobs[1:]) == pytest.approx(truth.logprob, abs=1e-5)
+    assert [list(top) for top in scored.logprobs.top_logprobs[1:]] == [
+        [token] for token in scored.logprobs.tokens[1:]]  # logprobs 0: the token alone
+
+
+def test_stream_joins_into_the_batched_output(tiny_llama: Path) -> None:
+    runner = mixed_runner(tiny_llama)
+    for record in MIXED:
+        item = runner.task.make_input(record, "test")
+        expected = runner([item])[0]
+        pieces, stream = [], runner.runner.stream(item)
+        while True:
+            try:
+                pieces.append(next(stream))
+            except StopIteration as done:
+                output = done.value
+                break
+        assert "".join(pieces) == expected.text
+        assert output == dataclasses.replace(expected, logprobs=None)
+
+
+def test_cli_reads_records_with_settings(tiny_llama: Path, tmp_path: Path) -> None:
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps(record) + "\n" for record in MIXED), "utf-8")
+    done = nlpsuite("run", "text-generation", "--input", str(records), "-m", str(tiny_llama),
+                    "--max-new-tokens", "6", "--json")
+    assert done.returncode == 0, done.stderr
+    runner = mixed_runner(tiny_llama)
+    expected = runner([runner.task.make_input(record, "test") for record in MIXED])
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [
+        dataclasses.asdict(output) for output in expected]
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ({"prompt": "x", "messages": CHAT_TURN},
+     "give one of the fields 'prompt', 'prompt_ids' and 'messages', not 'prompt' and 'messages'"),
+    ({"prompt": "x", "max_new_tokens": 0},
+     "field 'max_new_tokens' must be at least 1 (0 only with echo), got 0"),
+    ({"prompt": "x", "logprobs": 21}, "field 'logprobs' must be from 0 to 20, got 21"),
+    ({"prompt": "x", "temperature": -1}, "field 'temperature' must be at least 0"),
+    ({"prompt": "x", "top_p": 0}, "field 'top_p' must be more than 0"),
+    ({"prompt": "x", "stop": [""]}, "field 'stop': a stop sequence is empty"),
+    ({"prompt_ids": []}, "field 'prompt_ids' is empty"),
+    ({"prompt_ids": [1, "2"]}, "field 'prompt_ids' must be a list of token ids (integers)"),
+    ({"prompt_ids": [1, 2], "prompt": "x"}, "not 'prompt' and 'prompt_ids'"),
+    ({"messages": [{"role": "user"}]},
+     "field 'messages': message 0 must be an object with the texts 'role' and 'content'"),
+    ({"messages": []}, "field 'messages' is empty"),
+])
+def test_bad_records_are_one_line_errors(record: dict[str, Any], message: str) -> None:
+    from nlpsuite import get_task
+
+    with pytest.raises(NlpsuiteError) as raised:
+        get_task("text-generation").make_input(record, "input 1")
+    assert str(raised.value) == f"input 1: {message}" or message in str(raised.value)
+
+
+def test_token_ids_outside_the_vocabulary_are_refused(tiny_llama: Path) -> None:
+    runner = mixed_runner(tiny_llama)
+    with pytest.raises(NlpsuiteError, match="token id 400 is not in the model's vocabulary"):
+        runner([runner.task.make_input({"prompt_ids": [5, 400]}, "test")])
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
-"""semantic-search and sentence-similarity: what a sentence-embedding checkpoint is for.
+"""semantic-search, sentence-similarity and embedding: what a sentence-embedding checkpoint
+is for.
 
 semantic-search ranks a corpus of documents by meaning; sentence-similarity scores a pair of
-texts by the cosine of their embeddings. Both share one :class:`Encoder` per checkpoint.
+texts by the cosine of their embeddings; embedding returns a text's vector. All share one
+:class:`Encoder` per checkpoint.
 
 Texts are embedded the way the checkpoint's sentence-transformers config prescribes (pooling
 mode, ``max_seq_length``, lower-casing), then L2-normalised, so a dot product is the cosine.
@@ -61,8 +63,11 @@ from .index import (
     top_k_rows,
 )
 from .tasks import (
+    EMBEDDING_TASK,
     SIMILARITY_TASK,
     TASK,
+    Embedding,
+    EmbeddingInput,
     Hit,
     SearchQuery,
     SearchResult,
@@ -70,6 +75,7 @@ from .tasks import (
     SimilarityScore,
     index_for,
     load,
+    load_embedding,
     load_similarity,
     render,
 )
@@ -82,6 +88,7 @@ __all__ = [
     "ANN_KINDS",
     "DEFAULT_MODEL",
     "DEMO_CORPUS",
+    "EMBEDDING_TASK",
     "EVAL_SET",
     "HNSW_FILE",
     "INDEX_FILES",
@@ -91,6 +98,8 @@ __all__ = [
     "STS_SET",
     "TASK",
     "Corpus",
+    "Embedding",
+    "EmbeddingInput",
     "Encoder",
     "Hit",
     "HnswIndex",
@@ -105,6 +114,7 @@ __all__ = [
     "embed",
     "index_for",
     "load",
+    "load_embedding",
     "load_encoder",
     "load_hnsw",
     "load_index",
@@ -129,6 +139,7 @@ __all__ = [
 def register_tasks(register: Callable[[Task], None]) -> None:
     register(TASK)
     register(SIMILARITY_TASK)
+    register(EMBEDDING_TASK)
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nlpsuite import NlpsuiteError, RunConfig
-from nlpsuite.batching import encode_truncated, map_sorted, model_max_length
+from nlpsuite.batching import encode_truncated, map_sorted, model_max_length, pad_batch
 from nlpsuite.checkpoints import checkpoint_folder, resolve_model, weights_sha256
 from nlpsuite.lookup import load_model
 from nlpsuite.models import load_tokenizer
@@ -147,10 +147,9 @@ class Encoder:
     def _embed_batch(self, rows: list[dict[str, Any]]) -> list[np.ndarray]:
         import torch
 
-        batch = self.tokenizer.pad(
-            [{name: row[name] for name in self._inputs if name in row} for row in rows],
-            return_tensors="pt",
-        )
+        # pad_batch pads to a multiple of PAD_MULTIPLE: a text's vector does not depend on its
+        # batch-mates, to the last bit.
+        batch = pad_batch(self.tokenizer, rows, self._inputs, self.max_length)
         batch = {name: tensor.to(self.device) for name, tensor in batch.items()}
         with torch.inference_mode():
             output = self.model(**batch)

@@ -1,7 +1,9 @@
-"""The semantic-search and sentence-similarity tasks: their records, runners and renderers.
+"""The semantic-search, sentence-similarity and embedding tasks: records, runners, renderers.
 
 semantic-search ranks a corpus of documents by meaning; sentence-similarity scores a pair of
-texts by the cosine of their embeddings. Both share one :class:`Encoder` per checkpoint.
+texts by the cosine of their embeddings; embedding returns a text's vector itself (what
+``nlpsuite serve`` answers ``/v1/embeddings`` and ``/embed`` with). All share one
+:class:`Encoder` per checkpoint.
 """
 
 from __future__ import annotations
@@ -268,5 +270,59 @@ SIMILARITY_TASK = Task(
     prediction=lambda output: output.score,
     parse_reference=lambda value, where: number_field(value, "reference", where),
     render=lambda output: render_score(output.score),
+    offline_hint=OFFLINE_HINT,
+)
+
+
+# Embedding
+
+
+@dataclass(frozen=True)
+class EmbeddingInput:
+    text: str
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise NlpsuiteError("field 'text' is empty")
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """The text's sentence embedding: the encoder's unit-length float32 row, each value the
+    exact float32 as a Python float (so JSON carries every digit that float32 holds)."""
+
+    embedding: tuple[float, ...]
+
+
+def load_embedding(config: RunConfig) -> Callable[[Sequence[EmbeddingInput]], list[Embedding]]:
+    encoder = encoder_for(config)
+
+    def run(inputs: Sequence[EmbeddingInput]) -> list[Embedding]:
+        vectors = encoder.encode([item.text for item in inputs], config.batch_size)
+        return [Embedding(tuple(row.tolist())) for row in vectors]
+
+    return run
+
+
+# Values shown on a terminal; --json gives them all.
+_SHOWN_VALUES = 4
+
+
+def render_embedding(output: Embedding) -> str:
+    """``384 dimensions: 0.0123 -0.0456 ...``: the size and the first few values."""
+    values = " ".join(render_score(value).strip() for value in output.embedding[:_SHOWN_VALUES])
+    more = " ..." if len(output.embedding) > _SHOWN_VALUES else ""
+    return f"{len(output.embedding)} dimensions: {values}{more}"
+
+
+EMBEDDING_TASK = Task(
+    name="embedding",
+    description="Embed a text as a unit-length vector (the encoder semantic search uses).",
+    default_model=DEFAULT_MODEL,
+    input_type=EmbeddingInput,
+    output_type=Embedding,
+    load=load_embedding,
+    prediction=lambda output: list(output.embedding),
+    render=render_embedding,
     offline_hint=OFFLINE_HINT,
 )
