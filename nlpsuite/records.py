@@ -6,6 +6,7 @@ import codecs
 import csv
 import dataclasses
 import errno
+import functools
 import json
 import os
 import shutil
@@ -21,9 +22,15 @@ from typing import Any
 from nlpsuite.errors import NlpsuiteError
 
 
+@functools.cache
+def _type_hints(record_type: type) -> dict[str, Any]:
+    # Resolving string annotations costs more than building the record: a server does it once.
+    return typing.get_type_hints(record_type)
+
+
 def from_mapping(record_type: type, data: Mapping[str, Any], where: str) -> Any:
     """Build a ``record_type`` dataclass from ``data``, naming ``where`` in any error."""
-    hints = typing.get_type_hints(record_type)
+    hints = _type_hints(record_type)
     values: dict[str, Any] = {}
     for field in dataclasses.fields(record_type):
         required = (
@@ -240,8 +247,18 @@ def _decoded_lines(readline: Callable[[int], bytes], name: str) -> Iterator[tupl
 
 
 def to_json(record: Any) -> str:
-    """One output record as a JSON line (without the newline)."""
-    return json.dumps(dataclasses.asdict(record), ensure_ascii=False)
+    """One output record as a JSON line (without the newline): ``dataclasses.asdict``'s JSON.
+
+    The encoder takes each dataclass's fields as they are (its lists, tuples and dicts it writes
+    itself), which gives the same text as ``json.dumps(asdict(record))`` several times faster
+    than ``asdict``'s deep copy of every float of an embedding."""
+    return json.dumps(record, default=_dataclass_fields, ensure_ascii=False)
+
+
+def _dataclass_fields(value: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def write_atomic(path: str | Path, text: str) -> None:

@@ -166,6 +166,9 @@ def _session(path: Path) -> Any:
     # cannot use under a CPU quota, and oversubscribed threads spin against each other.
     options.intra_op_num_threads = cpu_threads()
     options.inter_op_num_threads = 1
+    # Idle threads sleep rather than spin: spinning takes the cores from whatever else runs in
+    # the process between passes (a server's event loop, the next batch's tokenizer).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

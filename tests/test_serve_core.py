@@ -361,3 +361,14 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits_0(tiny_classifier: P
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_token_ids_count_as_that_many_tokens_toward_the_budget(tiny_classifier: Path) -> None:
+    from nlpsuite.serving.server import TokenCounter
+    from nlpsuite_plugins.text_generation import TextGenerationInput
+
+    counter = TokenCounter(str(tiny_classifier))
+    ids = TextGenerationInput(prompt_ids=tuple(range(3, 503)))
+    assert counter(ids) >= 500  # a prompt given as ids is as long as its ids, not "1 token"
+    chat = TextGenerationInput(messages=[{"role": "user", "content": "word " * 30}])
+    assert counter(chat) >= 30

@@ -78,7 +78,9 @@ class TokenCounter:
             return None
 
     def __call__(self, record: Any) -> int:
-        return sum(self.count(text) for text in texts_in(record)) or 1
+        counts = (self.count(piece) if isinstance(piece, str) else len(piece)
+                  for piece in texts_in(record))
+        return sum(counts) or 1
 
     def count(self, text: str) -> int:
         if self.tokenizer is not None:
@@ -90,16 +92,20 @@ class TokenCounter:
         return len(text.encode("utf-8")) // 4 + 1
 
 
-def texts_in(value: Any) -> Iterator[str]:
-    """Every string in a record's fields, at any depth (chat messages are dicts in a list)."""
+def texts_in(value: Any) -> Iterator[str | Sequence[int]]:
+    """Every string in a record's fields, at any depth (chat messages are dicts in a list), and
+    every sequence of token ids (a prompt given as ids), which counts as that many tokens."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
+        value = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
         for inner in value.values():
             yield from texts_in(inner)
     elif isinstance(value, list | tuple):
+        if value and all(type(inner) is int for inner in value):
+            yield value
+            return
         for inner in value:
             yield from texts_in(inner)
 
@@ -157,7 +163,7 @@ class ServedTask:
             return await self.batcher.answers(pending)
 
     async def counts(self, records: Sequence[Any]) -> list[int]:
-        size = sum(len(text) for text in texts_in(list(records)))
+        size = sum(len(piece) for piece in texts_in(list(records)))
         if size <= COUNT_ON_LOOP_CHARS:
             return [self.count_tokens(record) for record in records]
         return await asyncio.to_thread(lambda: [self.count_tokens(r) for r in records])
