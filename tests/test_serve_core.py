@@ -364,8 +364,9 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits_0(tiny_classifier: P
 
 
 def test_token_ids_count_as_that_many_tokens_toward_the_budget(tiny_classifier: Path) -> None:
-    from nlpsuite.serving.server import TokenCounter
     from nlpsuite_plugins.text_generation import TextGenerationInput
+
+    from nlpsuite.serving.server import TokenCounter
 
     counter = TokenCounter(str(tiny_classifier))
     ids = TextGenerationInput(prompt_ids=tuple(range(3, 503)))

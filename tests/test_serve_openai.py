@@ -5,6 +5,7 @@ task's runner, or CausalLM itself, gives for the same input alone."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -367,3 +368,56 @@ def test_chunks_are_json_lines(url: str) -> None:
     for event in events[:-1]:
         assert event.startswith("data: ")
         assert json.loads(event.removeprefix("data: "))["object"] == "chat.completion.chunk"
+
+
+# /openapi.json
+
+
+def test_the_openapi_document_describes_every_route(url: str) -> None:
+    """Each OpenAI route's body fields and answer schemas are in /openapi.json, the answers'
+    keys being those the server really sends; the document is OpenAPI 3.1 (checked with
+    openapi-spec-validator where it is installed)."""
+    import httpx
+    from nlpsuite_plugins.text_generation import MAX_LOGPROBS
+
+    document = httpx.get(f"{url}/openapi.json", timeout=30).json()
+    paths = document["paths"]
+    body_fields = {  # the required field, and others
+        "/v1/completions": ("prompt", {"max_tokens", "echo", "logprobs", "stream", "stop"}),
+        "/v1/chat/completions": ("messages", {"stream", "max_completion_tokens", "logprobs"}),
+        "/v1/embeddings": ("input", {"encoding_format", "dimensions"}),
+    }
+    samples = {"/v1/completions": {"prompt": "the city", "max_tokens": 2, "logprobs": 1},
+               "/v1/chat/completions": {"messages": CHAT, "max_tokens": 2},
+               "/v1/embeddings": {"input": ["a", "b"]}}
+    for path, (required, names) in body_fields.items():
+        operation = paths[path]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert {required, *names} <= set(body["properties"]), path
+        assert body["required"] == [required], path
+        answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        sent = post(url, path, samples[path]).json()
+        assert set(answer["required"]) == set(sent) == set(answer["properties"]), path
+        listing = "choices" if "choices" in sent else "data"
+        items = answer["properties"][listing]["items"]
+        assert set(items["required"]) == set(sent[listing][0]), path
+        assert operation["responses"]["422"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"}
+        assert ("text/event-stream" in operation["responses"]["200"]["content"]) == (
+            path != "/v1/embeddings")
+    logprobs = paths["/v1/completions"]["post"]["requestBody"]["content"]["application/json"]
+    assert logprobs["schema"]["properties"]["logprobs"]["maximum"] == MAX_LOGPROBS
+
+    listed = httpx.get(f"{url}/v1/models", timeout=30).json()
+    for path, sent in (("/v1/models", listed), ("/v1/models/{model}", listed["data"][0])):
+        answer = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert set(answer["required"]) == set(sent) == set(answer["properties"]), path
+    assert paths["/v1/models/{model}"]["get"]["parameters"][0]["name"] == "model"
+    assert not [path for path in paths if ":" in path]  # no Starlette converter in a template
+
+    assert document["openapi"] == "3.1.0"
+    try:  # not a dependency: imported by name, so mypy needs no stubs for it
+        validator = importlib.import_module("openapi_spec_validator")
+    except ImportError:
+        return
+    validator.validate(document)

@@ -38,6 +38,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import TYPE_CHECKING, Any
 
 from nlpsuite.errors import NlpsuiteError, error_line
+from nlpsuite.serving import openai_schemas
 from nlpsuite.serving.http import ServeError, error_response, field, json_object, read_json
 
 if TYPE_CHECKING:
@@ -87,6 +88,17 @@ def routes(server: Server) -> list[Route]:
         Route("/v1/models", endpoint(server, models), methods=["GET"]),
         Route("/v1/models/{model:path}", endpoint(server, model), methods=["GET"]),
     ]
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The routes' request and answer shapes for ``/openapi.json`` (see openai_schemas)."""
+    handlers = {"/v1/completions": completions, "/v1/chat/completions": chat_completions,
+                "/v1/embeddings": embeddings}
+    summaries = {path: " ".join((handler.__doc__ or path).split())
+                 for path, handler in handlers.items()}
+    summaries["/v1/models"] = "OpenAI: the served models, one per task (nlpsuite_task names it)."
+    summaries["/v1/models/{model}"] = "OpenAI: one served model, by its id."
+    return openai_schemas.openapi_paths(NEUTRAL, summaries)
 
 
 def endpoint(server: Server, handler: Handler) -> Callable[[Request], Awaitable[Response]]:

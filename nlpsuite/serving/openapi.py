@@ -157,7 +157,8 @@ def route_paths(routes: Sequence[BaseRoute], known: Mapping[str, Any]) -> dict[s
     """The routes not described otherwise: methods and the endpoint's first doc line."""
     paths: dict[str, Any] = {}
     for route in routes:
-        path = getattr(route, "path", None)
+        # path_format: the template without converters ("/v1/models/{model:path}" has one)
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
         if path is None or path in known or path in ("/openapi.json", "/v1/tasks/{task}"):
             continue
         doc = (getattr(getattr(route, "endpoint", None), "__doc__", None) or "").strip()
