@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 
 from click.testing import CliRunner
@@ -48,3 +50,38 @@ def one_error_line(stderr: str) -> str:
     errors = [line for line in stderr.splitlines() if line.startswith("nlpsuite: error:")]
     assert len(errors) == 1, stderr
     return errors[0]
+
+
+# Headless Chromium, for the pages a person opens (the leaderboard, the server's page).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
+
+
+def chromium() -> str:
+    """The browser's path, or the test is skipped saying how to install one."""
+    import pytest
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("headless browser test needs chromium (apt-get install chromium)")
+
+
+def browse(url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium on ``url`` with ``arguments`` (``--dump-dom``, ``--screenshot=...``),
+    in a fresh profile."""
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *arguments, url],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile},
+        )

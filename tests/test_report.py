@@ -7,11 +7,9 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import pytest
 from nlpsuite import NlpsuiteError
 from nlpsuite.metrics import ACCURACY, paired_bootstrap
 from nlpsuite.report import SCHEMA_VERSION, build, parse_formats, to_html, to_json, to_markdown
-from tests.helpers import nlpsuite, nlpsuite_process, one_error_line
+from tests.helpers import browse, chromium, nlpsuite, nlpsuite_process, one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -409,46 +407,12 @@ def test_bad_inputs_are_one_line_errors(
 
 # The browser test: the page as a person opens it, in headless Chromium.
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("headless browser test needs chromium (apt-get install chromium)")
-
-
 def _browse(page: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [
-                _chromium(),
-                *CHROMIUM_FLAGS,
-                f"--user-data-dir={profile}",
-                *arguments,
-                page.as_uri() + "#selftest",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "HOME": profile},
-        )
+    return browse(page.as_uri() + "#selftest", *arguments)
 
 
 def test_html_renders_and_sorts_in_a_browser(results_folder: Path, tmp_path: Path) -> None:
-    browser = _chromium()
+    browser = chromium()
     assert browser
     page = tmp_path / "leaderboard.html"
     page.write_text(to_html(build(results_folder)), encoding="utf-8")

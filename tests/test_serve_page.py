@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +15,8 @@ import pytest
 
 from nlpsuite import get_task
 from nlpsuite.lookup import load_runner
-from tests.test_report import ARTIFACTS, CHROMIUM_FLAGS
+from tests.helpers import browse as browse_in_chromium
+from tests.test_report import ARTIFACTS
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -29,22 +27,9 @@ from tests.serving import serve_in_thread
 API_KEY = "page-test-key"
 
 
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("headless browser test needs chromium (apt-get install chromium)")
-
-
 def browse(url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
     """Chromium on ``url``; the virtual-time budget lets the page's requests finish first."""
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             "--virtual-time-budget=20000", *arguments, url],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile},
-        )
+    return browse_in_chromium(url, "--virtual-time-budget=20000", *arguments)
 
 
 def element_text(dom: str, element_id: str) -> str:
