@@ -211,14 +211,26 @@ def tasks(as_json: bool) -> None:
               help="Discard the folder's cached predictions and start over.")
 @click.option("--allow-random-head", is_flag=True,
               help="Run a checkpoint that lacks the task's trained head with a random one.")
+@click.option("--checkpoint-every", default=256, show_default=True, type=int,
+              help="Examples per chunk: what a kill can lose, and a Ray worker's unit of work.")
+@click.option("--executor", default="local", show_default=True, metavar="local|ray[:address=A]",
+              help="Where chunks are predicted: here, or by Ray actors on a cluster of their own "
+              "or at address A (HOST:PORT, auto). Same predictions either way.")
+@click.option("--workers", default=1, show_default=True, type=int, help="Ray actors.")
+@click.option("--cpus-per-worker", default=1.0, show_default=True, type=float)
+@click.option("--gpus-per-worker", default=0.0, show_default=True, type=float)
 def eval_command(task_name: str, dataset: str, model: str | None, out: str | None, device: str,
                  batch_size: int, option: tuple[str, ...], limit: int | None,
                  sample: int | None, seed: int, bootstrap: int, label_map: str | None,
                  quiet: bool, progress_every: float, backend: str, metric_names: tuple[str, ...],
-                 force: bool, allow_random_head: bool) -> None:
+                 force: bool, allow_random_head: bool, checkpoint_every: int, executor: str,
+                 workers: int, cpus_per_worker: float, gpus_per_worker: float) -> None:
     """Evaluate TASK with its metrics on a dataset; resumes an interrupted run."""
     from pathlib import Path
 
+    # start-up: the executors load the task registry only when this command runs
+    from nlpsuite.executors import parse_executor
+    where = parse_executor(executor, workers, cpus_per_worker, gpus_per_worker)
 
     backend = canonical_backend(backend)
     parts = (task_name, model or "default", dataset) + ((backend,) if backend != "torch" else ())
@@ -226,13 +238,14 @@ def eval_command(task_name: str, dataset: str, model: str | None, out: str | Non
     request = EvalRequest(
         task=task_name, dataset=dataset, out=folder, model=model, device=device,
         batch_size=batch_size, options=parse_key_values(option, "--option"), limit=limit,
-        sample=sample, seed=seed, bootstrap=bootstrap,
+        sample=sample, seed=seed, bootstrap=bootstrap, checkpoint_every=checkpoint_every,
         label_map=parse_key_values(tuple(label_map.split(",")) if label_map else (), "--label-map"),
         backend=backend, metrics=metric_names or None, allow_random_head=allow_random_head,
     )
     # start-up: the harness and its data machinery load only when this command runs
     from nlpsuite.harness import evaluate
-    results = evaluate(request, progress=_eval_progress(quiet, progress_every), force=force)
+    results = evaluate(request, progress=_eval_progress(quiet, progress_every), force=force,
+                       executor=where)
     if not quiet and sys.stderr.isatty():
         click.echo(err=True)  # ends the bar's line
     for name, score in results["metrics"].items():

@@ -29,7 +29,15 @@ from nlpsuite.catalog import resolve_dataset
 from nlpsuite.checkpoints import model_size, weights_sha256
 from nlpsuite.datasets import Dataset, Example, fingerprint, required_field, select
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.lookup import canonical_backend, find_metric, get_task, load_runner
+from nlpsuite.executors import (
+    ChunkExecutor,
+    ExecutorConfig,
+    Rows,
+    RunnerSpec,
+    build_runner,
+    open_executor,
+)
+from nlpsuite.lookup import canonical_backend, find_metric, get_task
 from nlpsuite.metrics import Metric, bootstrap
 from nlpsuite.models import load_config
 from nlpsuite.prompting import ACC_NORM, PromptedRunner, normalised_choices, prompted_runner
@@ -56,11 +64,12 @@ logger = logging.getLogger("nlpsuite")
 
 def evaluate(
     request: EvalRequest, progress: Callable[[int, int], None] | None = None, *,
-    force: bool = False,
+    force: bool = False, executor: ExecutorConfig | None = None,
 ) -> dict[str, Any]:
     """Run ``request`` (resuming any earlier partial run in its folder, unless ``force`` starts
     over) and return results.json (the JSON document of the
-    :class:`~nlpsuite.results.RunResult` it wrote).
+    :class:`~nlpsuite.results.RunResult` it wrote). ``executor`` says where chunks are predicted
+    (:mod:`nlpsuite.executors`; default: in this process); it changes no prediction.
 
     ``progress(done, total)`` is called once when the timed predictions start and after each
     chunk; ``done`` counts cached predictions too."""
@@ -87,23 +96,22 @@ def evaluate(
     # is made or claimed, so the corrected command finds it as it was.
     started = datetime.now(UTC)
     model = request.model or task.model_for(options)
-    runner = load_runner(
-        task, request.model, device=request.device, batch_size=request.batch_size, options=options,
-        backend=request.backend, allow_random_head=request.allow_random_head,
-    )
+    spec = RunnerSpec(request.task, request.model, request.device, request.batch_size,
+                      request.backend, request.allow_random_head, options)
+    runner = build_runner(spec)
     # A causal LM runs the task through a prompt template (nlpsuite.prompting).
     prompted = prompted_runner(runner)
     labels = _model_labels(model, prompted) if _classifies(task) else None
     references = [example.reference for example in examples]
     if labels is not None:
         references = map_labels(references, labels, request.label_map)
-    loaded = _Loaded(model, _weights(model), labels, references, runner, started,
-                     prompted.prompt if prompted is not None else None)
+    loaded = _Loaded(model, _weights(model), labels, references, runner, spec, started,
+                     prompted.prompt if prompted is not None else None, executor)
     made = [folder for folder in (request.out, *request.out.parents) if not folder.exists()]
     with lock_run_folder(request.out):
         try:
             return _evaluate_in_folder(
-                request, task, chosen, dataset, examples, options, loaded, progress, force
+                request, task, chosen, dataset, examples, options, loaded, progress, force,
             )
         except BaseException:
             _drop_unused_claim(request.out, made)
@@ -119,8 +127,10 @@ class _Loaded:
     labels: list[str] | None
     references: list[Any]  # as the model names them, for a classifier
     runner: Callable[[Sequence[Any]], list[Any]]
+    spec: RunnerSpec  # what loaded ``runner``: how an executor's workers load theirs
     started: datetime
     prompt: PromptInfo | None = None
+    executor: ExecutorConfig | None = None  # None: predict in this process
 
 
 def _evaluate_in_folder(
@@ -138,8 +148,11 @@ def _evaluate_in_folder(
     # as in an uninterrupted run, so padding, and with it every float, comes out the same.
     missing = [chunk for chunk in chunks if any(example.id not in done for example in chunk)]
     _forget_cut_chunks(request.out, done, missing)
-    warmed = _warm_up(task, loaded.runner, missing, request.batch_size)
-    elapsed = _predict(task, loaded.runner, missing, request, done, progress, len(examples))
+    warmed, elapsed = 0, 0.0
+    if missing:  # a finished run starts no executor (nor a Ray cluster)
+        with open_executor(loaded.executor, loaded.spec, task, loaded.runner) as executor:
+            warmed = _warm_up(executor, missing, request.batch_size)
+            elapsed = _predict(executor, missing, request, done, progress, len(examples))
     predicted = sum(len(chunk) for chunk in missing)
     ordered = [done[example.id] for example in examples]
     _write_predictions(request.out, ordered)
@@ -209,10 +222,7 @@ def _chunks(examples: list[Example], size: int) -> list[list[Example]]:
     return [examples[begin : begin + size] for begin in range(0, len(examples), size)]
 
 
-def _warm_up(
-    task: Task, runner: Callable[[Sequence[Any]], list[Any]], chunks: list[list[Example]],
-    batch_size: int,
-) -> int:
+def _warm_up(executor: ChunkExecutor, chunks: list[list[Example]], batch_size: int) -> int:
     """Run the first batch once, untimed, its outputs discarded, and return its size: the first
     call in a process pays for one-off work (the first forward pass at a shape, weights paged
     in), which would make whichever model a benchmark runs first look slower. Runners are
@@ -220,36 +230,30 @@ def _warm_up(
     if not chunks:
         return 0
     batch = chunks[0][:batch_size]
-    runner(_inputs(task, batch))
+    executor.warm_up(batch)
     return len(batch)
 
 
-def _inputs(task: Task, examples: Sequence[Example]) -> list[Any]:
-    return [task.make_input(example.input, f"example {example.id}") for example in examples]
-
-
 def _predict(
-    task: Task, runner: Callable[[Sequence[Any]], list[Any]], chunks: list[list[Example]],
-    request: EvalRequest, done: dict[str, dict[str, Any]],
-    progress: Callable[[int, int], None] | None, total: int,
+    executor: ChunkExecutor, chunks: list[list[Example]], request: EvalRequest,
+    done: dict[str, dict[str, Any]], progress: Callable[[int, int], None] | None, total: int,
 ) -> float:
-    """Predict ``chunks`` one at a time, appending each finished chunk to the partial file."""
+    """Predict ``chunks``, appending each finished chunk to the partial file as it comes back
+    (in any order: the final files follow the dataset's)."""
     start = time.perf_counter()
     if progress is not None and chunks:
         progress(len(done), total)
     with (request.out / PARTIAL).open("a", encoding="utf-8") as partial:
-        for chunk in chunks:
-            rows = []
-            for example, output in zip(chunk, runner(_inputs(task, chunk)), strict=True):
-                # "scored" is what the metrics read, so a resumed run needs no output records.
-                row = {"id": example.id, "prediction": dataclasses.asdict(output),
-                       "scored": task.prediction(output), "reference": example.reference}
-                done[example.id] = row
-                rows.append(json.dumps(row, ensure_ascii=False) + "\n")
-            partial.write("".join(rows))
+
+        def finished(rows: Rows) -> None:
+            for row in rows:
+                done[row["id"]] = row
+            partial.write(_jsonl(rows))
             partial.flush()
             if progress is not None:
                 progress(len(done), total)
+
+        executor.run(chunks, finished)
     return time.perf_counter() - start
 
 

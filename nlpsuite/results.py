@@ -79,7 +79,7 @@ def eval_command_line(request: EvalRequest) -> str:
     defaults = EvalRequest(task=request.task, dataset=request.dataset, out=request.out)
     for flag, name in (("--device", "device"), ("--batch-size", "batch_size"),
                        ("--limit", "limit"), ("--sample", "sample"), ("--seed", "seed"),
-                       ("--bootstrap", "bootstrap")):
+                       ("--bootstrap", "bootstrap"), ("--checkpoint-every", "checkpoint_every")):
         value = getattr(request, name)
         if value != getattr(defaults, name):
             words += [flag, str(value)]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nlpsuite import NlpsuiteError, harness
+from nlpsuite import NlpsuiteError, executors
 from nlpsuite.harness import PARTIAL, evaluate
 from nlpsuite.results import EvalRequest, RunResult
 from tests.helpers import nlpsuite, nlpsuite_process, one_error_line
@@ -122,7 +122,7 @@ class Recording:
 @pytest.fixture()
 def calls(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[Any]]:
     """Wrap the runners the harness loads from now on; returns the list their calls go to."""
-    real = harness.load_runner
+    real = executors.load_runner  # the one place the harness's runners are loaded
 
     def wrap(fail_at: int | None = None, skip_first: bool = False) -> list[Any]:
         seen: list[Any] = []
@@ -130,7 +130,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[Any]]:
         def load(*args: Any, **kwargs: Any) -> Recording:
             return Recording(real(*args, **kwargs), seen, fail_at, skip_first)
 
-        monkeypatch.setattr(harness, "load_runner", load)
+        monkeypatch.setattr(executors, "load_runner", load)
         return seen
 
     return wrap
