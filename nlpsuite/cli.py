@@ -211,6 +211,8 @@ def tasks(as_json: bool) -> None:
               help="Discard the folder's cached predictions and start over.")
 @click.option("--allow-random-head", is_flag=True,
               help="Run a checkpoint that lacks the task's trained head with a random one.")
+@click.option("--retry-failed", is_flag=True,
+              help="Predict again the examples an earlier run recorded as failed.")
 @click.option("--checkpoint-every", default=256, show_default=True, type=int,
               help="Examples per chunk: what a kill can lose, and a Ray worker's unit of work.")
 @click.option("--executor", default="local", show_default=True, metavar="local|ray[:address=A]",
@@ -224,7 +226,8 @@ def eval_command(task_name: str, dataset: str, model: str | None, out: str | Non
                  sample: int | None, seed: int, bootstrap: int, label_map: str | None,
                  quiet: bool, progress_every: float, backend: str, metric_names: tuple[str, ...],
                  force: bool, allow_random_head: bool, checkpoint_every: int, executor: str,
-                 workers: int, cpus_per_worker: float, gpus_per_worker: float) -> None:
+                 workers: int, cpus_per_worker: float, gpus_per_worker: float,
+                 retry_failed: bool) -> None:
     """Evaluate TASK with its metrics on a dataset; resumes an interrupted run."""
     from pathlib import Path
 
@@ -245,7 +248,7 @@ def eval_command(task_name: str, dataset: str, model: str | None, out: str | Non
     # start-up: the harness and its data machinery load only when this command runs
     from nlpsuite.harness import evaluate
     results = evaluate(request, progress=_eval_progress(quiet, progress_every), force=force,
-                       executor=where)
+                       executor=where, retry_failed=retry_failed)
     if not quiet and sys.stderr.isatty():
         click.echo(err=True)  # ends the bar's line
     for name, score in results["metrics"].items():

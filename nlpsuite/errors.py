@@ -37,3 +37,11 @@ def error_line(error: BaseException) -> str:
     that quote what went wrong underneath."""
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def reason_line(error: BaseException) -> str:
+    """Why something failed, in one line: our own errors as written (for the user already),
+    anything else after its type's name (``ValueError: ...``)."""
+    if isinstance(error, NlpsuiteError) or not str(error).strip():
+        return error_line(error)
+    return f"{type(error).__name__}: {error_line(error)}"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nlpsuite.datasets import Example
-from nlpsuite.errors import NlpsuiteError
+from nlpsuite.errors import NlpsuiteError, reason_line
 from nlpsuite.lookup import get_task, load_runner
 from nlpsuite.options import parse_key_values
 from nlpsuite.tasks import Task
@@ -106,13 +106,41 @@ def chunk_inputs(task: Task, chunk: Sequence[Example]) -> list[Any]:
 
 
 def predict_chunk(task: Task, runner: Runner, chunk: Sequence[Example]) -> Rows:
-    """One chunk's rows for the per-example cache, in the chunk's order."""
+    """One chunk's rows for the per-example cache, in the chunk's order.
+
+    When the runner raises on the chunk, each example is predicted again alone, and one that
+    still raises becomes an error row (``{"id", "error"}``) instead of failing the run, unless
+    every example of the chunk raises: then the batch's error stops the run. All that
+    chunk's rows then come from single runs, whose floats may differ in the last bits from the
+    batched pass (other padding); such a run cannot finish anyway (see the harness), and
+    ``--retry-failed`` predicts the whole chunk again, batched, as an uninterrupted run does."""
+    inputs = chunk_inputs(task, chunk)  # a malformed input is the dataset's error, not isolated
+    try:
+        outputs = runner(inputs)
+    except Exception as error:  # which example raised is found below, one by one
+        rows = [_predict_alone(task, runner, example, item) for example, item
+                in zip(chunk, inputs, strict=True)]
+        if all("error" in row for row in rows):
+            # Nothing in the chunk works alone either: the runner's failure (a broken model or
+            # plugin, its contract broken), not an example's. The run stops; the cache keeps
+            # the chunks done, to resume.
+            raise error
+        return rows
+    return [_row(task, example, output) for example, output in zip(chunk, outputs, strict=True)]
+
+
+def _row(task: Task, example: Example, output: Any) -> dict[str, Any]:
     # "scored" is what the metrics read, so a resumed run needs no output records.
-    return [
-        {"id": example.id, "prediction": dataclasses.asdict(output),
-         "scored": task.prediction(output), "reference": example.reference}
-        for example, output in zip(chunk, runner(chunk_inputs(task, chunk)), strict=True)
-    ]
+    return {"id": example.id, "prediction": dataclasses.asdict(output),
+            "scored": task.prediction(output), "reference": example.reference}
+
+
+def _predict_alone(task: Task, runner: Runner, example: Example, item: Any) -> dict[str, Any]:
+    try:
+        [output] = runner([item])
+    except Exception as error:  # the example's failure, recorded with its reason
+        return {"id": example.id, "error": reason_line(error)}
+    return _row(task, example, output)
 
 
 class ChunkExecutor(Protocol):
@@ -131,7 +159,9 @@ class LocalExecutor:
     runner: Runner
 
     def warm_up(self, batch: Sequence[Example]) -> None:
-        self.runner(chunk_inputs(self.task, batch))  # outputs unused, so never checked
+        # Outputs unused, so never checked; an example that raises is isolated by the real run.
+        with contextlib.suppress(Exception):
+            self.runner(chunk_inputs(self.task, batch))
 
     def run(self, chunks: Sequence[Sequence[Example]], finished: Callable[[Rows], None]) -> None:
         for chunk in chunks:

@@ -64,12 +64,16 @@ logger = logging.getLogger("nlpsuite")
 
 def evaluate(
     request: EvalRequest, progress: Callable[[int, int], None] | None = None, *,
-    force: bool = False, executor: ExecutorConfig | None = None,
+    force: bool = False, executor: ExecutorConfig | None = None, retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Run ``request`` (resuming any earlier partial run in its folder, unless ``force`` starts
     over) and return results.json (the JSON document of the
     :class:`~nlpsuite.results.RunResult` it wrote). ``executor`` says where chunks are predicted
     (:mod:`nlpsuite.executors`; default: in this process); it changes no prediction.
+
+    An example whose prediction raises is cached as an error row and the rest completes; the
+    run then raises :class:`FailedExamples` without writing the final files. The same command
+    reports those rows again; ``retry_failed`` predicts their chunks again first.
 
     ``progress(done, total)`` is called once when the timed predictions start and after each
     chunk; ``done`` counts cached predictions too."""
@@ -112,6 +116,7 @@ def evaluate(
         try:
             return _evaluate_in_folder(
                 request, task, chosen, dataset, examples, options, loaded, progress, force,
+                retry_failed,
             )
         except BaseException:
             _drop_unused_claim(request.out, made)
@@ -136,13 +141,15 @@ class _Loaded:
 def _evaluate_in_folder(
     request: EvalRequest, task: Task, chosen: tuple[Metric, ...], dataset: Dataset,
     examples: list[Example], options: dict[str, Any], loaded: _Loaded,
-    progress: Callable[[int, int], None] | None, force: bool,
+    progress: Callable[[int, int], None] | None, force: bool, retry_failed: bool = False,
 ) -> dict[str, Any]:
     if force:
         for name in RUN_FILES:
             (request.out / name).unlink(missing_ok=True)
     identity = _identity(request, task, options, loaded.weights, loaded.prompt)
     done = _resume(request.out, identity, examples, loaded.labels)
+    if retry_failed:
+        _forget_failed(request.out, done)
     chunks = _chunks(examples, max(request.checkpoint_every, request.batch_size))
     # A chunk only partly cached is predicted again whole: batches then hold the same examples
     # as in an uninterrupted run, so padding, and with it every float, comes out the same.
@@ -155,6 +162,7 @@ def _evaluate_in_folder(
             elapsed = _predict(executor, missing, request, done, progress, len(examples))
     predicted = sum(len(chunk) for chunk in missing)
     ordered = [done[example.id] for example in examples]
+    _raise_if_failed(ordered)
     _write_predictions(request.out, ordered)
 
     predictions = [row["scored"] for row in ordered]
@@ -190,6 +198,33 @@ def _evaluate_in_folder(
     document = result.to_json()
     write_atomic(request.out / "results.json", json.dumps(document, indent=2) + "\n")
     return document
+
+
+class FailedExamples(NlpsuiteError):
+    """Examples whose prediction raised: the run's own failure (exit 1), not a wrong argument.
+    Metrics over the others would pass for the dataset's, so no results.json is written."""
+
+    exit_code = 1
+
+
+def _raise_if_failed(rows: Sequence[dict[str, Any]]) -> None:
+    failed = [row for row in rows if "error" in row]
+    if failed:
+        first = failed[0]
+        raise FailedExamples(
+            f"{len(failed)} of {len(rows)} examples failed (first: id {first['id']}: "
+            f"{first['error']}); rerun with --retry-failed to predict only those"
+        )
+
+
+def _forget_failed(out: Path, done: dict[str, dict[str, Any]]) -> None:
+    """Error rows leave the cache, so their chunks count as missing and are predicted again
+    (whole and batched, as in a run where nothing failed)."""
+    failed = [example_id for example_id, row in done.items() if "error" in row]
+    for example_id in failed:
+        del done[example_id]
+    if failed:
+        write_atomic(out / PARTIAL, _jsonl(done.values()))
 
 
 def _score(metric: Metric, predictions: Sequence[Any], references: Sequence[Any],
@@ -391,8 +426,9 @@ def _cached_row(
     if not isinstance(row, dict):
         raise NlpsuiteError(f"{where}: not a JSON object")
     example_id = required_field(row, "id", str, where)
-    required_field(row, "prediction", dict, where)
-    for name in ("scored", "reference"):
+    failed = "error" in row  # an example whose prediction raised (executors.predict_chunk)
+    required_field(row, "error" if failed else "prediction", str if failed else dict, where)
+    for name in () if failed else ("scored", "reference"):
         if name not in row:
             raise NlpsuiteError(f"{where}: missing field '{name}'")
     if example_id not in references:
@@ -401,6 +437,8 @@ def _cached_row(
         raise NlpsuiteError(
             f"{where}: id '{example_id}' appears twice (first on line {lines[example_id]})"
         )
+    if failed:
+        return row
     if row["reference"] != references[example_id]:
         raise NlpsuiteError(
             f"{where}: the reference of example '{example_id}' is not the dataset's"

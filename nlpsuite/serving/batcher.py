@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nlpsuite.errors import NlpsuiteError, PluginError, error_line
+from nlpsuite.errors import NlpsuiteError, PluginError, error_line, reason_line
 from nlpsuite.serving.http import ServeError
 
 logger = logging.getLogger("nlpsuite.serve")
@@ -95,9 +95,7 @@ def failure(error: Exception) -> ServeError:
         return error
     if isinstance(error, NlpsuiteError) and not isinstance(error, PluginError):
         return ServeError(422, error_line(error))
-    if isinstance(error, PluginError):
-        return ServeError(500, error_line(error))
-    return ServeError(500, f"{type(error).__name__}: {error_line(error)}")
+    return ServeError(500, reason_line(error))
 
 
 class MicroBatcher:
