@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nlpsuite.records import to_json
 from nlpsuite.serving import openai_api, page, tei_api
-from nlpsuite.serving.http import ServeError, error_response, read_json
+from nlpsuite.serving.http import ServeError, error_response, json_response, read_json
 from nlpsuite.serving.server import Server
 
 if TYPE_CHECKING:
@@ -139,12 +139,6 @@ def task_list(server: Server) -> list[dict[str, Any]]:
                       "model": served.model, "input_fields": fields,
                       "example": example_record(served.task)})
     return shown
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    from starlette.responses import JSONResponse
-
-    return JSONResponse(data, status_code=status)
 
 
 def raw_json(text: str, status: int = 200) -> Response:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
 
 # OpenAI's error types, by HTTP status; a status not listed is a server error.
 ERROR_TYPES = {
@@ -53,6 +53,13 @@ def error_response(error: ServeError) -> JSONResponse:
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    """A JSON answer: every route's one way to write one."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(data, status_code=status)
 
 
 async def read_json(request: Request) -> Any:

@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 from nlpsuite.errors import NlpsuiteError, error_line
 from nlpsuite.serving import openai_schemas
-from nlpsuite.serving.http import ServeError, error_response, field, json_object, read_json
+from nlpsuite.serving.http import (
+    ServeError,
+    field,
+    json_object,
+    json_response,
+    read_json,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -69,14 +75,14 @@ def routes(server: Server) -> list[Route]:
 
     async def models(server: Server, request: Request) -> Response:
         """OpenAI: the served models, one per task (``nlpsuite_task`` names it)."""
-        return json_answer(models_list(server, started))
+        return json_response(models_list(server, started))
 
     async def model(server: Server, request: Request) -> Response:
         """OpenAI: one served model, by its id."""
         wanted = request.path_params["model"]
         for entry in models_list(server, started)["data"]:
             if entry["id"] == wanted:
-                return json_answer(entry)
+                return json_response(entry)
         raise ServeError(404, f"model '{wanted}' is not served (served: "
                               f"{', '.join(str(s.model) for s in server.tasks.values())})",
                          param="model")
@@ -102,22 +108,14 @@ def openapi_paths() -> dict[str, Any]:
 
 
 def endpoint(server: Server, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """``handler`` as a Starlette endpoint: a :class:`ServeError` becomes OpenAI's error body."""
+    """``handler`` as a Starlette endpoint (a :class:`ServeError` it raises becomes OpenAI's
+    error body in the app's exception handler, as for every route)."""
 
     async def answer(request: Request) -> Response:
-        try:
-            return await handler(server, request)
-        except ServeError as error:
-            return error_response(error)
+        return await handler(server, request)
 
     answer.__doc__ = handler.__doc__  # the OpenAPI document's summary of the route
     return answer
-
-
-def json_answer(body: Mapping[str, Any]) -> Response:
-    from starlette.responses import JSONResponse
-
-    return JSONResponse(dict(body))
 
 
 def models_list(server: Server, created: int) -> dict[str, Any]:
@@ -156,7 +154,7 @@ async def completions(server: Server, request: Request) -> Response:
         return await stream_answer(served, records[0], answer, completion_chunk,
                                    include_usage(body))
     outputs = [dataclasses.asdict(output) for output in await served.predict(records, request)]
-    return json_answer(answer.body(
+    return json_response(answer.body(
         [{"index": index, "text": output["text"], "logprobs": output.get("logprobs"),
           "finish_reason": finish_reason(output)} for index, output in enumerate(outputs)],
         usage(outputs)))
@@ -215,7 +213,7 @@ async def chat_completions(server: Server, request: Request) -> Response:
     choice = {"index": 0, "message": {"role": "assistant", "content": output["text"]},
               "logprobs": chat_logprobs(output.get("logprobs"), top),
               "finish_reason": finish_reason(output)}
-    return json_answer(answer.body([choice], usage(outputs)))
+    return json_response(answer.body([choice], usage(outputs)))
 
 
 def chat_messages(messages: list[Any]) -> list[dict[str, str]]:
@@ -288,7 +286,7 @@ async def embeddings(server: Server, request: Request) -> Response:
         raise ServeError(422, f"field 'dimensions': the model's embeddings have "
                               f"{len(vectors[0])}, not {dimensions}", param="dimensions")
     tokens = sum(await served.counts(records))
-    return json_answer({
+    return json_response({
         "object": "list",
         "data": [{"object": "embedding", "index": index,
                   "embedding": as_base64(vector) if encoding == "base64" else vector}

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.serving.http import ServeError, field, json_object, read_json
+from nlpsuite.serving.http import ServeError, field, json_object, json_response, read_json
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -43,23 +43,22 @@ RERANK_TASK = "sentence-similarity"
 
 def routes(server: Server) -> list[BaseRoute]:
     """The TEI-compatible routes for ``server``."""
-    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     async def embed(request: Request) -> Response:
         """TEI embed: a unit-length vector per input (task 'embedding')"""
         served = server.first_served(EMBED_TASK)
-        return JSONResponse(await embed_answer(served, await read_json(request), request))
+        return json_response(await embed_answer(served, await read_json(request), request))
 
     async def predict(request: Request) -> Response:
         """TEI predict: labels and scores per input, best first (task 'sentiment')"""
         served = server.first_served(PREDICT_TASK)
-        return JSONResponse(await predict_answer(served, await read_json(request), request))
+        return json_response(await predict_answer(served, await read_json(request), request))
 
     async def rerank(request: Request) -> Response:
         """TEI rerank: the texts by cosine to the query, best first (task 'sentence-similarity')"""
         served = server.first_served(RERANK_TASK)
-        return JSONResponse(await rerank_answer(served, await read_json(request), request))
+        return json_response(await rerank_answer(served, await read_json(request), request))
 
     return [
         Route("/embed", embed, methods=["POST"], name="tei_embed"),
