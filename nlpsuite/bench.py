@@ -21,7 +21,8 @@ A suite file (``benchmarks/suite-offline.toml`` is one)::
     options = { top_k = 10 }    # task options, as --option gives them
 
 Run keys: ``task``, ``models``, ``datasets`` (or one ``dataset``), ``options``, ``limit``,
-``sample``, ``seed``, ``bootstrap``, ``batch_size``, ``device``, ``label_map``, ``metrics``.
+``sample``, ``seed``, ``bootstrap``, ``batch_size``, ``device``, ``label_map``, ``metrics``,
+``explain`` (an explanation method, as ``nlpsuite eval --explain``).
 
 Each run gets a folder under the output directory named from its task, dataset and model and a
 short hash of everything that decides its predictions and scores, so the same suite always
@@ -38,13 +39,16 @@ import logging
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nlpsuite.checkpoints import weights_sha256
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.harness import evaluate
+from nlpsuite.executors import ExecutorConfig, concurrent_runs, ray_session
+from nlpsuite.harness import Progress, evaluate
+from nlpsuite.lookup import get_task
 from nlpsuite.records import decode_utf8
 from nlpsuite.results import EvalRequest, PromptInfo, RunResult, request_fields
 
@@ -64,6 +68,7 @@ RUN_KEYS = {
     "device": str,
     "label_map": dict,
     "metrics": list,
+    "explain": str,
 }
 DEFAULT_KEYS = set(RUN_KEYS) - {"task", "models", "datasets", "dataset"}
 
@@ -95,6 +100,7 @@ class BenchRun:
     metrics: tuple[str, ...] | None = None
     # The dataset as the suite spells it (a path may have been made absolute): names folders.
     dataset_key: str = ""
+    explain: str | None = None
 
     @property
     def folder(self) -> str:
@@ -110,6 +116,8 @@ class BenchRun:
             "label_map": dict(self.label_map),
             "metrics": list(self.metrics) if self.metrics is not None else None,
         }
+        if self.explain is not None:  # so that folders named before it existed stay the same
+            identity["explain"] = self.explain
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
         parts = (self.task, Path(self.dataset_key or self.dataset).name, self.model.name)
         return "--".join(_slug(part) for part in parts) + f"--{digest}"
@@ -131,10 +139,12 @@ class BenchRun:
             label_map=dict(self.label_map),
             metrics=self.metrics,
             model_name=self.model.name,
+            explain=self.explain,
         )
 
     def describe(self) -> str:
-        return f"{self.task} · {self.dataset_key or self.dataset} · {self.model.name}"
+        explained = f" · explained by {self.explain}" if self.explain else ""
+        return f"{self.task} · {self.dataset_key or self.dataset} · {self.model.name}{explained}"
 
 
 @dataclass(frozen=True)
@@ -292,6 +302,7 @@ def _block(
                     label_map={str(k): str(v) for k, v in merged.get("label_map", {}).items()},
                     metrics=tuple(str(m) for m in metrics) if metrics is not None else None,
                     dataset_key=dataset,
+                    explain=merged.get("explain"),
                 )
             )
     return runs
@@ -343,35 +354,73 @@ def run_suite(
     *,
     force: bool = False,
     report: Callable[[int, int, Outcome], None] | None = None,
-    progress: Callable[[], Callable[[int, int], None] | None] | None = None,
+    progress: Callable[[], Callable[[Progress], None] | None] | None = None,
+    executor: ExecutorConfig | None = None,
 ) -> list[Outcome]:
     """Run every incomplete run of ``suite`` into ``out``; a run that fails is reported and the
     rest go on. ``force`` runs complete ones again, from scratch. ``progress`` makes each run's
-    progress callback (see :func:`nlpsuite.harness.evaluate`)."""
+    progress callback (see :func:`nlpsuite.harness.evaluate`).
 
+    On Ray (``executor``), runs go at once, each with its own group of ``executor.workers``
+    actors, as many as the cluster's CPUs (and GPUs) hold; a run's chunks still come back to
+    this process, which writes every run's folder as a local bench does, so the results and
+    the leaderboard are the same. ``report`` then comes in the order runs finish, and there is
+    no per-run progress (the runs' bars would mix)."""
     missing = suite.missing_models()
     if missing:
         hint = f"; build them with: {suite.prepare}" if suite.prepare else ""
         names = ", ".join(f"{m.name} ({m.source})" for m in missing)
         raise NlpsuiteError(f"{suite.path}: model folders not found: {names}{hint}")
+    for run in suite.runs:  # every task known before any run starts (and the registry loaded)
+        get_task(run.task)
+    if executor is None or executor.kind == "local":
+        return _run_in_turn(suite, out, force, report, progress)
+    with ray_session(executor):
+        return _run_at_once(suite, out, force, report, executor)
+
+
+def _run_in_turn(
+    suite: Suite, out: Path, force: bool, report: Callable[[int, int, Outcome], None] | None,
+    progress: Callable[[], Callable[[Progress], None] | None] | None,
+) -> list[Outcome]:
     outcomes = []
     for number, run in enumerate(suite.runs, 1):
-        if not force and is_complete(run, out):
-            outcome = Outcome(run, "skipped")
-        else:
-            start = time.perf_counter()
-            try:
-                # The harness discards the folder's files under its lock on the folder.
-                results = evaluate(run.request(out), force=force,
-                                   progress=progress() if progress is not None else None)
-            except NlpsuiteError as error:
-                outcome = Outcome(run, "failed", time.perf_counter() - start, str(error))
-            else:
-                outcome = Outcome(run, "done", time.perf_counter() - start, results=results)
+        outcome = _run_one(run, out, force, progress() if progress is not None else None, None)
         outcomes.append(outcome)
         if report is not None:
             report(number, len(suite.runs), outcome)
     return outcomes
+
+
+def _run_at_once(
+    suite: Suite, out: Path, force: bool, report: Callable[[int, int, Outcome], None] | None,
+    executor: ExecutorConfig,
+) -> list[Outcome]:
+    # Threads only wait here: the actors predict, and this process writes what comes back.
+    with ThreadPoolExecutor(concurrent_runs(executor)) as pool:
+        pending = {pool.submit(_run_one, run, out, force, None, executor): index
+                   for index, run in enumerate(suite.runs)}
+        outcomes: dict[int, Outcome] = {}
+        for number, future in enumerate(as_completed(pending), 1):
+            outcomes[pending[future]] = outcome = future.result()
+            if report is not None:
+                report(number, len(suite.runs), outcome)
+    return [outcomes[index] for index in range(len(suite.runs))]
+
+
+def _run_one(
+    run: BenchRun, out: Path, force: bool, progress: Callable[[Progress], None] | None,
+    executor: ExecutorConfig | None,
+) -> Outcome:
+    if not force and is_complete(run, out):
+        return Outcome(run, "skipped")
+    start = time.perf_counter()
+    try:
+        # The harness discards the folder's files under its lock on the folder.
+        results = evaluate(run.request(out), force=force, progress=progress, executor=executor)
+    except NlpsuiteError as error:
+        return Outcome(run, "failed", time.perf_counter() - start, str(error))
+    return Outcome(run, "done", time.perf_counter() - start, results=results)
 
 
 def plan(suite: Suite, out: Path) -> list[tuple[BenchRun, bool]]:

@@ -15,31 +15,23 @@ import click
 from nlpsuite import __version__
 from nlpsuite import plugins as plugin_registry
 from nlpsuite.errors import NlpsuiteError, user_message
-from nlpsuite.lookup import canonical_backend, list_backends, list_tasks, load_runner
+from nlpsuite.eval_commands import EVAL_COMMANDS
+from nlpsuite.explain_commands import EXPLAIN_COMMANDS
+from nlpsuite.lookup import list_backends, list_tasks, load_runner
 from nlpsuite.model_commands import MODEL_COMMANDS
 from nlpsuite.options import parse_key_values
 from nlpsuite.records import (
     check_writable,
-    iter_records,
-    stdin_lines,
-    text_lines,
     to_json,
     write_atomic,
 )
-from nlpsuite.results import EvalRequest
-from nlpsuite.scales import format_interval, format_number, scale_from_json, scale_label
+from nlpsuite.scales import format_number, scale_label
 from nlpsuite.serve_commands import SERVE_COMMANDS
-from nlpsuite.task_inputs import example_record, input_fields, input_file_kind
+from nlpsuite.task_inputs import example_record, input_fields, input_file_kind, read_inputs
 from nlpsuite.tasks import Task, render_score
 
 # Inputs are handed to the runner this many at a time, so output starts before a big file ends.
 CHUNK = 1024
-# eval and bench: how their progress shows (see _eval_progress).
-QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines.")
-PROGRESS_EVERY = click.option(
-    "--progress-every", default=30.0, show_default=True, metavar="SECONDS",
-    type=click.FloatRange(min=0),
-    help="Off a terminal (a log, CI): seconds between progress lines on stderr.")
 
 
 class CliError(click.ClickException):
@@ -106,7 +98,7 @@ def cli() -> None:
     """nlpsuite: NLP tasks as plugins, run and evaluated the same way."""
 
 
-for _command in (*MODEL_COMMANDS, *SERVE_COMMANDS):
+for _command in (*EVAL_COMMANDS, *EXPLAIN_COMMANDS, *MODEL_COMMANDS, *SERVE_COMMANDS):
     cli.add_command(_command)
 
 
@@ -182,85 +174,6 @@ def tasks(as_json: bool) -> None:
         )
 
 
-@cli.command("eval")
-@click.argument("task_name", metavar="TASK")
-@click.option("--dataset", "-d", required=True, help="A registered dataset name or a file/folder.")
-@click.option("--model", "-m", metavar="ID|DIR", help="Hub id or local directory.")
-@click.option("--out", "out", metavar="DIR",
-              help="Results folder [default: results/TASK--MODEL--DATASET].")
-@click.option("--device", default="cpu", show_default=True,
-              type=click.Choice(["cpu", "cuda", "auto"]))
-@click.option("--batch-size", "-b", default=32, show_default=True, type=int)
-@click.option("--option", "-O", multiple=True, metavar="KEY=VALUE", help="Task option.")
-@click.option("--limit", type=int, help="Only the first N examples.")
-@click.option("--sample", type=int, help="A seeded random sample of N examples.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--bootstrap", default=1000, show_default=True, type=int,
-              help="Bootstrap resamples for the 95% confidence intervals (0 for none).")
-@click.option("--label-map", metavar="D=M,...",
-              help="Dataset label to model label, e.g. 0=NEGATIVE,1=POSITIVE.")
-@QUIET
-@PROGRESS_EVERY
-@click.option("--backend", default="torch", show_default=True, metavar="NAME[:KEY=VALUE,...]",
-              help="Inference engine, e.g. onnx or ctranslate2:compute_type=int8 "
-              "(see nlpsuite backends).")
-@click.option("--metric", "metric_names", multiple=True, metavar="NAME|DIR",
-              help="Score with this metric instead of the task's (repeatable): a registered "
-              "name or a Hugging Face evaluate metric directory.")
-@click.option("--force", is_flag=True,
-              help="Discard the folder's cached predictions and start over.")
-@click.option("--allow-random-head", is_flag=True,
-              help="Run a checkpoint that lacks the task's trained head with a random one.")
-@click.option("--retry-failed", is_flag=True,
-              help="Predict again the examples an earlier run recorded as failed.")
-@click.option("--checkpoint-every", default=256, show_default=True, type=int,
-              help="Examples per chunk: what a kill can lose, and a Ray worker's unit of work.")
-@click.option("--executor", default="local", show_default=True, metavar="local|ray[:address=A]",
-              help="Where chunks are predicted: here, or by Ray actors on a cluster of their own "
-              "or at address A (HOST:PORT, auto). Same predictions either way.")
-@click.option("--workers", default=1, show_default=True, type=int, help="Ray actors.")
-@click.option("--cpus-per-worker", default=1.0, show_default=True, type=float)
-@click.option("--gpus-per-worker", default=0.0, show_default=True, type=float)
-def eval_command(task_name: str, dataset: str, model: str | None, out: str | None, device: str,
-                 batch_size: int, option: tuple[str, ...], limit: int | None,
-                 sample: int | None, seed: int, bootstrap: int, label_map: str | None,
-                 quiet: bool, progress_every: float, backend: str, metric_names: tuple[str, ...],
-                 force: bool, allow_random_head: bool, checkpoint_every: int, executor: str,
-                 workers: int, cpus_per_worker: float, gpus_per_worker: float,
-                 retry_failed: bool) -> None:
-    """Evaluate TASK with its metrics on a dataset; resumes an interrupted run."""
-    from pathlib import Path
-
-    # start-up: the executors load the task registry only when this command runs
-    from nlpsuite.executors import parse_executor
-    where = parse_executor(executor, workers, cpus_per_worker, gpus_per_worker)
-
-    backend = canonical_backend(backend)
-    parts = (task_name, model or "default", dataset) + ((backend,) if backend != "torch" else ())
-    folder = Path(out) if out else Path("results") / "--".join(_slug(part) for part in parts)
-    request = EvalRequest(
-        task=task_name, dataset=dataset, out=folder, model=model, device=device,
-        batch_size=batch_size, options=parse_key_values(option, "--option"), limit=limit,
-        sample=sample, seed=seed, bootstrap=bootstrap, checkpoint_every=checkpoint_every,
-        label_map=parse_key_values(tuple(label_map.split(",")) if label_map else (), "--label-map"),
-        backend=backend, metrics=metric_names or None, allow_random_head=allow_random_head,
-    )
-    # start-up: the harness and its data machinery load only when this command runs
-    from nlpsuite.harness import evaluate
-    results = evaluate(request, progress=_eval_progress(quiet, progress_every), force=force,
-                       executor=where, retry_failed=retry_failed)
-    if not quiet and sys.stderr.isatty():
-        click.echo(err=True)  # ends the bar's line
-    for name, score in results["metrics"].items():
-        scale = scale_from_json(score.get("scale"))
-        value = "null" if score["value"] is None else format_number(score["value"], scale)
-        low, high = score["ci95"]
-        interval = format_interval(low, high, scale)  # none without resamples (--bootstrap 0)
-        shown = f"{value}\t{interval}" if interval else value
-        click.echo(f"{name}\t{shown}\t({scale_label(scale)})")
-    click.echo(f"results: {folder / 'results.json'}")
-
-
 @cli.command()
 @click.argument("task_name", metavar="TASK")
 @click.option("--predictions", "-p", required=True, metavar="FILE",
@@ -311,44 +224,6 @@ def datasets_command(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("suite_file", metavar="SUITE")
-@click.option("--out", required=True, metavar="DIR", help="Results folder: one subfolder per run.")
-@click.option("--list", "list_only", is_flag=True,
-              help="List the runs and whether each is complete; run nothing.")
-@click.option("--force", is_flag=True, help="Run complete runs again, from scratch.")
-@QUIET
-@PROGRESS_EVERY
-def bench(suite_file: str, out: str, list_only: bool, force: bool, quiet: bool,
-          progress_every: float) -> None:
-    """Run a benchmark suite (TOML: tasks x models x datasets); skips complete runs."""
-    from pathlib import Path
-
-    # start-up: suites and the harness load only when this command runs
-    from nlpsuite.bench import load_suite, plan, run_suite, summary
-    suite = load_suite(suite_file)
-    if list_only:
-        for run, complete in plan(suite, Path(out)):
-            click.echo(f"{'complete' if complete else 'to run'}\t{run.describe()}\t{run.folder}")
-        return
-
-    bar = not quiet and sys.stderr.isatty()
-
-    def report(number: int, total: int, outcome: Any) -> None:
-        if bar and outcome.status != "skipped":
-            click.echo(err=True)  # ends the bar's line
-        shown = {"skipped": "already complete", "failed": f"FAILED: {outcome.error}"}.get(
-            outcome.status, f"done in {outcome.seconds:.1f} s")
-        click.echo(f"[{number}/{total}] {outcome.run.describe()}: {shown}")
-
-    outcomes = run_suite(suite, Path(out), force=force, report=report,
-                         progress=lambda: _eval_progress(quiet, progress_every))
-    click.echo(f"{summary(outcomes)}; results in {out}")
-    failed = sum(outcome.status == "failed" for outcome in outcomes)
-    if failed:
-        raise NlpsuiteError(f"{failed} of {len(outcomes)} runs failed (see above)")
-
-
-@cli.command()
 @click.argument("results_dir", metavar="DIR")
 @click.option("--format", "formats", default="md", show_default=True, metavar="md,html,json",
               help="Comma-separated formats to write.")
@@ -369,77 +244,6 @@ def leaderboard(results_dir: str, formats: str, out: str | None) -> None:
         return
     for path in write(board, chosen, Path(out)):
         click.echo(f"wrote {path}")
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text.strip("/."))[-60:]
-
-
-def _eval_progress(quiet: bool, every: float) -> Callable[[int, int], None] | None:
-    """Progress of one eval on stderr: a bar on a terminal; off one (a log, CI), a line every
-    ``every`` seconds and at the end, so a long run is not silent."""
-    if quiet:
-        return None
-    return _progress_bar() if sys.stderr.isatty() else _progress_lines(every)
-
-
-def _pace() -> Callable[[int, int], tuple[float, float]]:
-    """Examples per second and seconds left, counted from the first call (the harness makes it as
-    its timed predictions start), so loading and cached predictions do not count."""
-    import time
-
-    first: list[tuple[float, int]] = []
-
-    def pace(done: int, total: int) -> tuple[float, float]:
-        now = time.perf_counter()
-        if not first:
-            first.append((now, done))
-        began, done_then = first[0]
-        rate = (done - done_then) / (now - began) if now > began else 0.0
-        return rate, (total - done) / rate if rate > 0 else 0.0
-
-    return pace
-
-
-def _progress_bar() -> Callable[[int, int], None]:
-    pace = _pace()
-
-    def show(done: int, total: int) -> None:
-        rate, left = pace(done, total)
-        if rate == 0 and done < total:  # the start: no rate yet
-            return
-        click.echo(f"\r{done}/{total} examples  {rate:.1f}/s  {left:.0f}s left   ",
-                   err=True, nl=False)
-
-    return show
-
-
-def _progress_lines(every: float) -> Callable[[int, int], None]:
-    import time
-
-    pace = _pace()
-    last: list[float] = []
-
-    def show(done: int, total: int) -> None:
-        rate, left = pace(done, total)
-        now = time.perf_counter()
-        last[:] = last or [now]  # the first call: the clock starts, no rate yet
-        if done < total and (now - last[0] < every or rate == 0):
-            return
-        last[0] = now
-        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a slow model: 0.4 ex/s
-        when = "done" if done >= total else f"about {_duration(left)} left"
-        click.echo(f"nlpsuite: {done:,}/{total:,} examples, {shown} ex/s, {when}", err=True)
-
-    return show
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 @cli.group(cls=_TaskGroup)
@@ -481,7 +285,7 @@ def _run_command(task: Task) -> click.Command:
             runner = load_runner(task, model, device=device, batch_size=batch_size, options=options,
                                  trust_remote_code=trust_remote_code, backend=backend,
                                  allow_random_head=allow_random_head)
-        records = _inputs(task, texts, input_path, primary, shared)
+        records = read_inputs(task, texts, input_path, primary, shared)
         stream = getattr(runner.runner, "stream", None)
         if stream is not None and output_path is None and not as_json and sys.stdout.isatty():
             _stream(stream, records)
@@ -592,30 +396,6 @@ class _TaskCommand(click.Command):
             line = json.dumps(example_record(self.task), ensure_ascii=False)
             formatter.write(f"{'':>{formatter.current_indent}}{line}\n")  # unwrapped: one line
         super().format_epilog(ctx, formatter)
-
-
-def _inputs(
-    task: Task, texts: tuple[str, ...], input_path: str | None, primary: str, shared: dict[str, str]
-) -> Iterator[Any]:
-
-    if input_path is not None:
-        if texts:
-            raise NlpsuiteError("give text arguments or --input, not both")
-        if input_file_kind(input_path) == "records":
-            yield from iter_records(input_path, task.input_type)
-            return
-        lines: Any = ((f"{input_path}:{n}", line) for n, line in text_lines(input_path))
-    elif texts:
-        lines = ((f"argument {i}", text) for i, text in enumerate(texts, 1))
-    elif sys.stdin.isatty():
-        raise NlpsuiteError(
-            f"no input: give text arguments, pipe lines to stdin, or --input FILE "
-            f"(try 'nlpsuite run {task.name} --help')"
-        )
-    else:
-        lines = ((f"<stdin>:{n}", line) for n, line in stdin_lines())
-    for where, text in lines:
-        yield task.make_input({primary: text, **shared}, where)
 
 
 def _stream(stream: Callable[[Any], Iterator[str]], records: Iterator[Any]) -> None:

@@ -150,6 +150,9 @@ class ChunkExecutor(Protocol):
     def run(self, chunks: Sequence[Sequence[Example]], finished: Callable[[Rows], None]) -> None:
         """Predict every chunk, calling ``finished`` with each one's rows as it completes."""
 
+    def workers(self) -> int | None:
+        """Workers alive (Ray actors), or None when predicting in this process."""
+
 
 @dataclass
 class LocalExecutor:
@@ -167,17 +170,29 @@ class LocalExecutor:
         for chunk in chunks:
             finished(predict_chunk(self.task, self.runner, chunk))
 
+    def workers(self) -> int | None:
+        return None
+
 
 class ChunkWorker:
     """A Ray actor's state: the runner, loaded once when the actor starts."""
 
     def __init__(self, spec: RunnerSpec) -> None:
         self.task = get_task(spec.task)
-        self.runner = build_runner(spec)
+        # The driver loads no model on Ray: a model that cannot load (a wrong path, offline)
+        # is the user's one-line error, given back with the first chunk.
+        self.runner: Runner | None = None
+        self.failure: str | None = None
+        try:
+            self.runner = build_runner(spec)
+        except NlpsuiteError as mistake:
+            self.failure = str(mistake)
 
     def predict(self, chunk: Sequence[Example]) -> Rows | str:
         """The chunk's rows, or the one-line error a user's data caused (re-raised by the
         driver as its own, not as a Ray traceback)."""
+        if self.runner is None:
+            return self.failure or "the model did not load"
         try:
             return predict_chunk(self.task, self.runner, chunk)
         except NlpsuiteError as mistake:
@@ -189,13 +204,16 @@ class ChunkWorker:
 
 @contextlib.contextmanager
 def open_executor(
-    config: ExecutorConfig | None, spec: RunnerSpec, task: Task, runner: Runner
+    config: ExecutorConfig | None, spec: RunnerSpec, task: Task, runner: Runner | None
 ) -> Iterator[ChunkExecutor]:
-    """The executor ``config`` names, started, and stopped again after the ``with`` block."""
+    """The executor ``config`` names, started, and stopped again after the ``with`` block
+    (``runner``: the one this process loaded, which a local run predicts with)."""
     if config is None or config.kind == "local":
+        if runner is None:
+            raise ValueError("a local run predicts with the runner the harness loaded")
         yield LocalExecutor(task, runner)
         return
-    with _ray_session(config):
+    with ray_session(config):
         executor = RayExecutor(config, spec)
         try:
             yield executor
@@ -204,7 +222,7 @@ def open_executor(
 
 
 @contextlib.contextmanager
-def _ray_session(config: ExecutorConfig) -> Iterator[None]:
+def ray_session(config: ExecutorConfig) -> Iterator[None]:
     """Ray connected: to ``config.address``, or to a cluster started here for this run (and
     stopped after it). A caller that has connected already keeps its own connection."""
     try:
@@ -218,7 +236,9 @@ def _ray_session(config: ExecutorConfig) -> Iterator[None]:
     quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                              "logging_level": logging.ERROR}
     if config.address is None:
-        ray.init(num_cpus=max(1, round(config.workers * config.cpus_per_worker)), **quiet)
+        # The whole machine, or what the workers reserve if more (their actors wait otherwise).
+        wanted = round(config.workers * config.cpus_per_worker)
+        ray.init(num_cpus=max(1, wanted, os.cpu_count() or 1), **quiet)
     else:
         try:
             ray.init(address=config.address, **quiet)
@@ -250,6 +270,9 @@ class RayExecutor:
 
     def _start(self) -> Any:
         return self.actor_class.remote(self.spec)
+
+    def workers(self) -> int | None:
+        return len(self.actors)
 
     def warm_up(self, batch: Sequence[Example]) -> None:
         """Every actor loads its model and runs ``batch`` once, before the timed predictions."""
@@ -309,3 +332,14 @@ class RayExecutor:
         for actor in self.actors:
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor)
+
+
+def concurrent_runs(config: ExecutorConfig) -> int:
+    """How many runs' worker groups the connected Ray cluster holds at once (at least one)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = resources.get("CPU", 1.0) // (config.workers * config.cpus_per_worker)
+    if config.gpus_per_worker > 0:
+        fits = min(fits, resources.get("GPU", 0.0) // (config.workers * config.gpus_per_worker))
+    return max(1, int(fits))

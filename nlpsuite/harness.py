@@ -37,10 +37,17 @@ from nlpsuite.executors import (
     build_runner,
     open_executor,
 )
+from nlpsuite.explaining import check_explainable, explain_examples, load_explainer
 from nlpsuite.lookup import canonical_backend, find_metric, get_task
-from nlpsuite.metrics import Metric, bootstrap
+from nlpsuite.metrics import Metric, bootstrap, mean_metric
 from nlpsuite.models import load_config
-from nlpsuite.prompting import ACC_NORM, PromptedRunner, normalised_choices, prompted_runner
+from nlpsuite.prompting import (
+    ACC_NORM,
+    PromptedRunner,
+    is_prompted,
+    normalised_choices,
+    prompted_runner,
+)
 from nlpsuite.records import check_writable, write_atomic
 from nlpsuite.results import (
     DatasetInfo,
@@ -53,17 +60,35 @@ from nlpsuite.results import (
     package_versions,
     request_fields,
 )
-from nlpsuite.tasks import Task
+from nlpsuite.scales import CORRELATION
+from nlpsuite.tasks import RunConfig, Task
 
 PARTIAL = "predictions.partial.jsonl"
 # What the harness writes into a run folder; --force removes exactly these.
 RUN_FILES = ("results.json", "predictions.jsonl", PARTIAL, "run.json")
 LOCK = "eval.lock"
+# The faithfulness of an eval's explanations (--explain): ERASER's measures, averaged over the
+# top 1, 5, 10, 20 and 50% of words (nlpsuite.explanations).
+FAITHFULNESS = (
+    ("comprehensiveness", True, "mean drop in the label's probability without the top words"),
+    ("sufficiency", False, "mean drop in the label's probability with only the top words"),
+)
 logger = logging.getLogger("nlpsuite")
 
 
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where a run's predictions stand, for a progress display."""
+
+    done: int  # examples predicted, those resumed from the cache included
+    total: int
+    chunks_done: int  # of the chunks this run predicts (those not cached)
+    chunks_total: int
+    workers: int | None = None  # Ray workers alive; None: predicting in this process
+
+
 def evaluate(
-    request: EvalRequest, progress: Callable[[int, int], None] | None = None, *,
+    request: EvalRequest, progress: Callable[[Progress], None] | None = None, *,
     force: bool = False, executor: ExecutorConfig | None = None, retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Run ``request`` (resuming any earlier partial run in its folder, unless ``force`` starts
@@ -75,8 +100,8 @@ def evaluate(
     run then raises :class:`FailedExamples` without writing the final files. The same command
     reports those rows again; ``retry_failed`` predicts their chunks again first.
 
-    ``progress(done, total)`` is called once when the timed predictions start and after each
-    chunk; ``done`` counts cached predictions too."""
+    ``progress`` is called with a :class:`Progress` once when the timed predictions start and
+    after each chunk."""
     if request.bootstrap < 0:
         raise NlpsuiteError(f"--bootstrap must be 0 or more, got {request.bootstrap}")
     check_writable(request.out, "results folder", folder=True)
@@ -85,6 +110,8 @@ def evaluate(
     request = dataclasses.replace(request, backend=canonical_backend(request.backend))
     # Resolved before any prediction, so a bad metric name fails fast.
     chosen = _metrics(task, request.metrics)
+    if request.explain is not None:  # as fast: a task without the hook, a method unknown
+        check_explainable(task, request.explain, request.backend)
     dataset = resolve_dataset(request.dataset, task.name)
     # A dataset may score a metric by its own rules (a SQuAD v2.0 file: the official v2.0 ones).
     own_rules = {metric.name: metric for metric in dataset.metrics}
@@ -102,7 +129,9 @@ def evaluate(
     model = request.model or task.model_for(options)
     spec = RunnerSpec(request.task, request.model, request.device, request.batch_size,
                       request.backend, request.allow_random_head, options)
-    runner = build_runner(spec)
+    # On Ray, the workers load the model and the driver need not (a head node without a GPU
+    # can drive --device cuda); a prompted run's template and labels come from its runner.
+    runner = build_runner(spec) if _predicts_here(executor, spec, model) else None
     # A causal LM runs the task through a prompt template (nlpsuite.prompting).
     prompted = prompted_runner(runner)
     labels = _model_labels(model, prompted) if _classifies(task) else None
@@ -131,7 +160,7 @@ class _Loaded:
     weights: str | None
     labels: list[str] | None
     references: list[Any]  # as the model names them, for a classifier
-    runner: Callable[[Sequence[Any]], list[Any]]
+    runner: Callable[[Sequence[Any]], list[Any]] | None  # None: the executor's workers load it
     spec: RunnerSpec  # what loaded ``runner``: how an executor's workers load theirs
     started: datetime
     prompt: PromptInfo | None = None
@@ -141,10 +170,10 @@ class _Loaded:
 def _evaluate_in_folder(
     request: EvalRequest, task: Task, chosen: tuple[Metric, ...], dataset: Dataset,
     examples: list[Example], options: dict[str, Any], loaded: _Loaded,
-    progress: Callable[[int, int], None] | None, force: bool, retry_failed: bool = False,
+    progress: Callable[[Progress], None] | None, force: bool, retry_failed: bool = False,
 ) -> dict[str, Any]:
     if force:
-        for name in RUN_FILES:
+        for name in (*RUN_FILES, *_explanation_files(request)):
             (request.out / name).unlink(missing_ok=True)
     identity = _identity(request, task, options, loaded.weights, loaded.prompt)
     done = _resume(request.out, identity, examples, loaded.labels)
@@ -173,6 +202,8 @@ def _evaluate_in_folder(
     normalised = normalised_choices([row["prediction"] for row in ordered])
     if normalised is not None and request.metrics is None:
         metrics[ACC_NORM.name] = _score(ACC_NORM, normalised, references, request)
+    if request.explain is not None:
+        metrics.update(_faithfulness(request, examples, options))
     result = RunResult(
         task=task.name,
         model=ModelInfo(loaded.model, loaded.weights, **model_size(loaded.model)),
@@ -198,6 +229,34 @@ def _evaluate_in_folder(
     document = result.to_json()
     write_atomic(request.out / "results.json", json.dumps(document, indent=2) + "\n")
     return document
+
+
+def _explanation_files(request: EvalRequest) -> tuple[str, ...]:
+    if request.explain is None:
+        return ()
+    return (f"explanations.{request.explain}.partial.jsonl",
+            f"explanations.{request.explain}.jsonl")
+
+
+def _faithfulness(request: EvalRequest, examples: Sequence[Example],
+                  options: Mapping[str, Any]) -> dict[str, MetricScore]:
+    """Every example explained toward its predicted label (in this process, on any executor),
+    kept beside the predictions, and the means of comprehensiveness (higher: the top words
+    matter) and sufficiency (lower: they suffice) with their bootstrap intervals."""
+    method = request.explain or "ig"
+    explainer = load_explainer(request.task, request.model, method=method,
+                               device=request.device, backend=request.backend, options=options,
+                               seed=request.seed, batch_size=request.batch_size)
+    partial, final = _explanation_files(request)
+    rows = explain_examples(explainer, examples, request.out / partial)
+    write_atomic(request.out / final, _jsonl(rows))
+    scores = {}
+    for measure, higher, meaning in FAITHFULNESS:
+        metric = mean_metric(f"{measure}[{method}]", higher, f"{method} explanations: {meaning}",
+                             scale=CORRELATION)
+        scores[metric.name] = _score(metric, [row[measure] for row in rows],
+                                     [None] * len(rows), request)
+    return scores
 
 
 class FailedExamples(NlpsuiteError):
@@ -271,22 +330,29 @@ def _warm_up(executor: ChunkExecutor, chunks: list[list[Example]], batch_size: i
 
 def _predict(
     executor: ChunkExecutor, chunks: list[list[Example]], request: EvalRequest,
-    done: dict[str, dict[str, Any]], progress: Callable[[int, int], None] | None, total: int,
+    done: dict[str, dict[str, Any]], progress: Callable[[Progress], None] | None, total: int,
 ) -> float:
     """Predict ``chunks``, appending each finished chunk to the partial file as it comes back
     (in any order: the final files follow the dataset's)."""
     start = time.perf_counter()
-    if progress is not None and chunks:
-        progress(len(done), total)
+    chunks_done = 0
+
+    def show() -> None:
+        if progress is not None:
+            progress(Progress(len(done), total, chunks_done, len(chunks), executor.workers()))
+
+    if chunks:
+        show()
     with (request.out / PARTIAL).open("a", encoding="utf-8") as partial:
 
         def finished(rows: Rows) -> None:
+            nonlocal chunks_done
             for row in rows:
                 done[row["id"]] = row
             partial.write(_jsonl(rows))
             partial.flush()
-            if progress is not None:
-                progress(len(done), total)
+            chunks_done += 1
+            show()
 
         executor.run(chunks, finished)
     return time.perf_counter() - start
@@ -475,6 +541,17 @@ def _weights(model: str) -> str | None:
         return weights_sha256(model)
     except NlpsuiteError:
         return None
+
+
+def _predicts_here(executor: ExecutorConfig | None, spec: RunnerSpec, model: str) -> bool:
+    """Whether this process loads the runner: it predicts, or a prompted run needs its
+    template."""
+    if executor is None or executor.kind == "local":
+        return True
+    try:
+        return is_prompted(RunConfig(model, options=spec.options))
+    except NlpsuiteError:  # no config to read: no causal LM; the workers load it their own way
+        return False
 
 
 def _classifies(task: Task) -> bool:

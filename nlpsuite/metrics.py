@@ -81,6 +81,22 @@ def _value_rows(
     return statistics
 
 
+def mean_metric(name: str, higher_is_better: bool, description: str,
+                scale: Scale | None = UNIT) -> Metric:
+    """A metric whose predictions are per-example values (references unused): their mean,
+    with the exact bootstrap of mean-of-examples metrics."""
+
+    statistics = _value_rows(lambda prediction, reference: float(prediction))
+    from_statistics = _mean_of_rows()
+
+    def compute(predictions: Sequence[Any], references: Sequence[Any]) -> float:
+        # Through the statistics, so the value and its resamples sum alike.
+        return from_statistics(statistics(predictions, references).sum(axis=0))
+
+    return Metric(name, higher_is_better, compute, description, statistics=statistics,
+                  from_statistics=from_statistics, scale=scale)
+
+
 def _mean_of_rows(scale: float = 1.0) -> Callable[[np.ndarray], float]:
     def from_statistics(summed: np.ndarray) -> float:
         total, count = float(summed[0]), float(summed[1])

@@ -57,6 +57,9 @@ class EvalRequest:
     allow_random_head: bool = False
     # What a suite calls the model (nlpsuite bench): a label for leaderboards, not an input.
     model_name: str | None = None
+    # An explanation method (nlpsuite.explaining): every example is explained too, and the
+    # means of the explanations' faithfulness join the metrics.
+    explain: str | None = None
 
 
 def request_fields(request: EvalRequest) -> dict[str, Any]:
@@ -95,6 +98,8 @@ def eval_command_line(request: EvalRequest) -> str:
         words += ["--metric", metric]
     if request.allow_random_head:
         words += ["--allow-random-head"]
+    if request.explain is not None:
+        words += ["--explain", request.explain]
     return shlex.join(words)
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from nlpsuite import plugins
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.records import iter_records, stdin_lines, text_lines
 from nlpsuite.tasks import Task
 
 # --input by suffix: records that name the task's fields, or one text per line.
@@ -35,6 +38,33 @@ def input_file_kind(path: str) -> Literal["records", "lines"]:
         f"{path}: unknown input file type {shown}; --input reads "
         f"{', '.join(RECORD_SUFFIXES)}, or .txt (one text per line)"
     )
+
+
+def read_inputs(
+    task: Task, texts: tuple[str, ...], input_path: str | None, primary: str,
+    shared: dict[str, str], command: str = "run",
+) -> Iterator[Any]:
+    """The input records of ``nlpsuite run TASK`` (and ``nlpsuite explain TASK``): from an
+    ``--input`` file, else the text arguments, else stdin lines; a text fills the ``primary``
+    field, ``shared`` the others. ``command`` names the command in the no-input hint."""
+    if input_path is not None:
+        if texts:
+            raise NlpsuiteError("give text arguments or --input, not both")
+        if input_file_kind(input_path) == "records":
+            yield from iter_records(input_path, task.input_type)
+            return
+        lines: Any = ((f"{input_path}:{n}", line) for n, line in text_lines(input_path))
+    elif texts:
+        lines = ((f"argument {i}", text) for i, text in enumerate(texts, 1))
+    elif sys.stdin.isatty():
+        raise NlpsuiteError(
+            f"no input: give text arguments, pipe lines to stdin, or --input FILE "
+            f"(try 'nlpsuite {command} {task.name} --help')"
+        )
+    else:
+        lines = ((f"<stdin>:{n}", line) for n, line in stdin_lines())
+    for where, text in lines:
+        yield task.make_input({primary: text, **shared}, where)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from nlpsuite.datasets import Example
 from nlpsuite.errors import NlpsuiteError
+from nlpsuite.explanations import Explainable
 from nlpsuite.metrics import Metric
 from nlpsuite.options import Option
 from nlpsuite.records import from_mapping
@@ -134,6 +135,10 @@ class Task:
     # What works without the Hugging Face Hub when a model cannot be had offline (a model a
     # package ships, say), said after the error; a trainable task also gets `nlpsuite train`.
     offline_hint: str | None = None
+    # ``nlpsuite explain``: loads the model of a RunConfig as an Explainable (see
+    # nlpsuite.explanations), which encodes an input toward a target for the attribution
+    # methods. None: the task cannot be explained.
+    explain: Callable[[RunConfig], Explainable] | None = None
 
     def parse_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Validate option names, convert values to their types, and fill in defaults."""

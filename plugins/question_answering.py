@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -43,6 +44,7 @@ from nlpsuite.prompting import (
 from nlpsuite.records import read_json
 from nlpsuite.tasks import TrainConfig, TrainingSetup
 
+from .qa_explaining import QAExplainable
 from .squad import SQUAD_FORMAT
 
 if TYPE_CHECKING:  # numpy loads with the model, so listing plugins stays fast
@@ -596,6 +598,7 @@ TASK = Task(
     parse_reference=lambda value, where: texts_field(value, "reference", where, allow_empty=True),
     render=_render,
     train=train,
+    explain=partial(QAExplainable, load=load),
     pipeline_tag="question-answering",
 )
 

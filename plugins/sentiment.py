@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from nlpsuite.datasets import (
     tsv_rows,
     unique_located,
 )
+from nlpsuite.explaining import attention_maps, encode_rows
+from nlpsuite.explanations import GradientParts, Prepared, align_tokens, split_words
 from nlpsuite.lookup import load_model
 from nlpsuite.metrics import ACCURACY, MACRO_F1, MCC
 from nlpsuite.models import load_config, load_tokenizer
@@ -112,6 +115,86 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
         return map_sorted(rows, classify, config.batch_size, lambda row: len(row["input_ids"]))
 
     return run
+
+
+class SentimentExplainable:
+    """The classifier loaded for ``nlpsuite explain``: the target is a label, its probability
+    the softmax over the model's labels; IG attributes that probability."""
+
+    def __init__(self, config: RunConfig) -> None:
+        import torch
+
+        if is_prompted(config):
+            raise NlpsuiteError("nlpsuite explain needs a sequence-classification model, "
+                                "not a prompted causal LM")
+        self.config = config
+        self.tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+        self.model = load_model(
+            "AutoModelForSequenceClassification", config.model, device=config.device,
+            trust_remote_code=config.trust_remote_code, quantize=config.options["quantize"],
+            backend=config.backend, allow_random_head=config.allow_random_head,
+        )
+        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        self.max_length = model_max_length(self.tokenizer, self.model.config)
+        self.names = [name for name in self.tokenizer.model_input_names
+                      if name in ("input_ids", "attention_mask", "token_type_ids")]
+        self.has_gradients = isinstance(self.model, torch.nn.Module)
+
+    def prepare(self, record: SentimentInput, label: str | None) -> Prepared:
+        encoded = self.tokenizer(record.text, truncation=True, max_length=self.max_length,
+                                 return_offsets_mapping=True, return_special_tokens_mask=True)
+        ids = list(encoded["input_ids"])
+        fields = [None if special else 0 for special in encoded["special_tokens_mask"]]
+        words, token_words = align_tokens([split_words(record.text, "text")],
+                                          encoded["offset_mapping"], fields)
+        types = encoded.get("token_type_ids") if "token_type_ids" in self.names else None
+        logits = partial(self.logits, token_type_ids=types)
+        target = self.target(label, ids, logits)
+
+        def probability(rows: Sequence[Sequence[int]]) -> list[float]:
+            return [float(p) for p in logits(rows).float().softmax(-1)[:, target].tolist()]
+
+        gradients = attentions = None
+        if self.has_gradients:
+            gradients = GradientParts(self.model.get_input_embeddings(),
+                                      (partial(self.forward, target=target, types=types),))
+            attentions = partial(attention_maps, self.model, ids, self.config.device)
+        return Prepared(self.labels[target], words, token_words, tuple(ids),
+                        self.tokenizer.pad_token_id, probability, (), gradients, attentions,
+                        {"text": record.text})
+
+    def target(self, label: str | None, ids: list[int], logits: Callable[..., Any]) -> int:
+        if label is None:
+            return int(logits([ids])[0].argmax())
+        if label not in self.labels:
+            raise NlpsuiteError(f"unknown label '{label}' for model '{self.config.model}' "
+                                f"(its labels: {', '.join(self.labels)})")
+        return self.labels.index(label)
+
+    def logits(self, rows: Sequence[Sequence[int]], token_type_ids: Any) -> Any:
+        """Logits of each row (DELETED tokens left out), ``batch_size`` rows a pass."""
+        import torch
+
+        features, _ = encode_rows(rows, token_type_ids)
+        found = []
+        for first in range(0, len(features), self.config.batch_size):
+            chunk = features[first:first + self.config.batch_size]
+            batch = pad_batch(self.tokenizer, chunk, self.names, self.max_length)
+            with torch.inference_mode():
+                output = self.model(**{k: v.to(self.config.device) for k, v in batch.items()})
+            found.append(output.logits.float().cpu())
+        return torch.cat(found)
+
+    def forward(self, ids: Any, target: int, types: Sequence[int] | None) -> Any:
+        """The target's probability for a batch of full-length ids, with gradients (IG)."""
+        import torch
+
+        extra = {}
+        if types is not None:
+            extra["token_type_ids"] = torch.tensor([list(types)], device=ids.device).expand(
+                ids.shape[0], -1)
+        logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits
+        return logits.float().softmax(-1)[:, target]
 
 
 def load_prompted_classifier(config: RunConfig) -> PromptedRunner:
@@ -209,6 +292,7 @@ TASK = Task(
         else "\t".join(f"{label}={score:.4f}" for label, score in output.scores.items())
     ),
     train=train,
+    explain=SentimentExplainable,
     pipeline_tag="text-classification",
     distillable=True,
 )

@@ -190,10 +190,12 @@ def test_the_runner_warms_up_on_one_batch_before_the_timed_chunks(
     request = EvalRequest("sentiment", "sentiment-mini", tmp_path / "run",
                           model=str(tiny_classifier), bootstrap=0, batch_size=8,
                           checkpoint_every=16)
-    results = evaluate(request, progress=lambda done, total: seen.append(("progress", done)))
+    results = evaluate(request, progress=lambda now: seen.append(
+        ("progress", now.done, now.chunks_done, now.chunks_total, now.workers)))
     # The warm-up batch comes before the clock starts (the first progress call).
-    assert seen == [("run", 8), ("progress", 0), ("run", 16), ("progress", 16),
-                    ("run", 16), ("progress", 32), ("run", 8), ("progress", 40)]
+    assert seen == [("run", 8), ("progress", 0, 0, 3, None), ("run", 16),
+                    ("progress", 16, 1, 3, None), ("run", 16), ("progress", 32, 2, 3, None),
+                    ("run", 8), ("progress", 40, 3, 3, None)]
     assert results["warmup_examples"] == 8 and results["timed_examples"] == 40
     assert results["examples_per_second"] > 0
     read = RunResult.read(tmp_path / "run" / "results.json")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nlpsuite.errors import NlpsuiteError
-from nlpsuite.harness import PARTIAL, evaluate, lock_run_folder
+from nlpsuite.harness import PARTIAL, Progress, evaluate, lock_run_folder
 from nlpsuite.metrics import ACCURACY, bootstrap
 from nlpsuite.results import EvalRequest
 from tests.helpers import nlpsuite, one_error_line
@@ -162,7 +162,7 @@ def test_the_lock_is_held_for_the_whole_run_and_released_after(
 ) -> None:
     seen = []
 
-    def try_to_enter(done: int, total: int) -> None:
+    def try_to_enter(progress: Progress) -> None:
         try:
             with lock_run_folder(tmp_path):
                 seen.append("entered")

@@ -49,10 +49,12 @@ needs_ray = pytest.mark.skipif(
 )
 
 
-def _eval_words(model: Path, out: Path, *extra: str, limit: int = 96) -> list[str]:
+def _eval_words(model: Path, out: Path, *extra: str, limit: int = 96,
+                quiet: bool = True) -> list[str]:
+    shown = ["-q"] if quiet else ["--progress-every", "0"]  # off a terminal: a line per chunk
     return [str(NLPSUITE), "eval", "sentiment", "-m", str(model), "-d", str(SST2_DEV),
             "--limit", str(limit), "--checkpoint-every", "8", "--batch-size", "8",
-            "--bootstrap", "200", "--out", str(out), "-q", *extra]
+            "--bootstrap", "200", "--out", str(out), *shown, *extra]
 
 
 def _in_namespace(words: list[str], home: Path) -> tuple[list[str], dict[str, str]]:
@@ -201,7 +203,8 @@ def test_a_killed_worker_has_its_chunks_run_again(tiny_classifier: Path, tmp_pat
     limit = 872
     _local_eval(tiny_classifier, tmp_path / "local", limit=limit)
     out = tmp_path / "ray"
-    words = _eval_words(tiny_classifier, out, "--executor", "ray", "--workers", "2", limit=limit)
+    words = _eval_words(tiny_classifier, out, "--executor", "ray", "--workers", "2", limit=limit,
+                        quiet=False)
     command, env = _in_namespace(words, tmp_path)
     driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, start_new_session=True)
@@ -217,4 +220,80 @@ def test_a_killed_worker_has_its_chunks_run_again(tiny_classifier: Path, tmp_pat
             os.killpg(driver.pid, signal.SIGKILL)
     assert driver.returncode == 0, stderr
     assert "a Ray worker died" in stderr
+    # The driver's progress says how many workers are alive, before and after the kill.
+    assert "examples" in stderr and ", 2 workers alive" in stderr and ", 1 worker alive" in stderr
     _same_results(tmp_path / "local", out)
+
+
+def _suite(folder: Path, model: Path) -> Path:
+    """Four runs: two datasets x two option settings of one tiny classifier."""
+    suite = folder / "suite.toml"
+    suite.write_text(f"""
+[suite]
+name = "ray-bench"
+[defaults]
+batch_size = 8
+bootstrap = 200
+[models]
+tiny = {{ path = "{model}" }}
+[[runs]]
+task = "sentiment"
+models = ["tiny"]
+datasets = ["{SST2_DEV}", "sentiment-mini"]
+limit = 64
+[[runs]]
+task = "sentiment"
+models = ["tiny"]
+datasets = ["{SST2_DEV}", "sentiment-mini"]
+limit = 64
+options = {{ top_k = 2 }}
+""")
+    return suite
+
+
+def _leaderboard(results: Path) -> dict[str, object]:
+    done = subprocess.run([str(NLPSUITE), "leaderboard", str(results), "--format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    board: dict[str, object] = json.loads(done.stdout)
+    return board
+
+
+@pytest.mark.slow
+@needs_ray
+def test_bench_on_ray_spreads_the_runs_and_gives_the_local_leaderboard(
+    tiny_classifier: Path, tmp_path: Path
+) -> None:
+    suite = _suite(tmp_path, tiny_classifier)
+    local = subprocess.run([str(NLPSUITE), "bench", str(suite), "--out", str(tmp_path / "local"),
+                            "-q"], capture_output=True, text=True, timeout=300)
+    assert local.returncode == 0, local.stderr
+    words = [str(NLPSUITE), "bench", str(suite), "--out", str(tmp_path / "ray"), "-q",
+             "--executor", "ray", "--workers", "1"]
+    command, env = _in_namespace(words, tmp_path)
+    on_ray = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert "4 runs: 4 done" in on_ray.stdout
+    folders = sorted(path.name for path in (tmp_path / "local").iterdir())
+    assert len(folders) == 4 and folders == sorted(p.name for p in (tmp_path / "ray").iterdir())
+    for name in folders:
+        _same_results(tmp_path / "local" / name, tmp_path / "ray" / name)
+    # Only the times differ: the leaderboard ranks the same runs with the same scores.
+    boards = [_leaderboard(tmp_path / where) for where in ("local", "ray")]
+    assert _without_times(boards[0]) == _without_times(boards[1])
+    # Each run is resumable as before: a second Ray bench finds every run complete.
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "4 already complete" in again.stdout, again.stderr
+    assert not (tmp_path / ".ray" / "auth_token").exists()
+
+
+def _without_times(value: object) -> object:
+    """``value`` without what a clock decides (dates, durations, speeds) and the folders."""
+    timed = ("second", "started", "finished", "generated", "duration", "time", "source",
+             "command")  # the command names its --out folder
+    if isinstance(value, dict):
+        return {key: _without_times(item) for key, item in value.items()
+                if not any(word in key for word in timed)}
+    if isinstance(value, list):
+        return [_without_times(item) for item in value]
+    return value

@@ -37,7 +37,8 @@ from nlpsuite.scales import format_interval, format_number, scale_label, titled
 
 
 @functools.cache
-def _asset(name: str) -> str:
+def asset(name: str) -> str:
+    """A file shipped in nlpsuite/report/assets, as text (inlined: pages load nothing)."""
     return (importlib.resources.files("nlpsuite.report") / "assets" / name).read_text(
         encoding="utf-8"
     )
@@ -63,7 +64,7 @@ def to_html(board: Leaderboard) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>nlpsuite leaderboard</title>",
         # The newline after <style> (and <script>) keeps pages byte for byte as they were.
-        f"<style>\n{_asset('leaderboard.css')}</style></head><body>",
+        f"<style>\n{asset('leaderboard.css')}</style></head><body>",
         "<header><h1>Leaderboard</h1>",
         f'<p class="lede">{len(board.runs)} runs in {len(board.groups)} task/dataset groups. '
         "Each table ranks models by the task's primary metric (↑ higher is better, ↓ lower is "
@@ -83,7 +84,7 @@ def to_html(board: Leaderboard) -> str:
         parts.append(f'<section class="group"><h2>Skipped</h2><ul>{items}</ul></section>')
     parts.append("</main>")
     parts.append(_html_footer(board, place, nlpsuite.__version__))
-    parts.append(f"<script>\n{_asset('leaderboard.js')}</script></body></html>")
+    parts.append(f"<script>\n{asset('leaderboard.js')}</script></body></html>")
     return "\n".join(parts) + "\n"
 
 
