@@ -60,6 +60,8 @@ BENCHMARKS: dict[str, tuple[str, str, list[str], list[str]]] = {
     "perplexity": ("bench_perplexity.py", "bench_perplexity.json", [], ["--quick"]),
     # Its first run trains an SST-2 classifier once (about five minutes, kept in out/models/).
     "serve": ("bench_serve.py", "bench_serve.json", [], ["--quick"]),
+    # The same SST-2 classifier as serve's: each explanation method on 200 dev sentences.
+    "explain": ("bench_explain.py", "bench_explain.json", [], ["--quick"]),
     # Fine-tunes, distils and quantizes the real MiniLM on SST-2 (about half an hour; --quick
     # trains on 2,000 sentences, far below the accuracy targets).
     "train-minilm": (
@@ -314,6 +316,18 @@ def perplexity_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def explain_rows(data: dict[str, Any]) -> list[Row]:
+    baseline = data["prediction_seconds"]
+    return [
+        ("explain",
+         f"{row['method']} explanation of an SST-2 sentence vs one prediction (comprehensiveness "
+         f"{row['comprehensiveness']['mean']:.3f}, sufficiency {row['sufficiency']['mean']:.3f})",
+         f"{row['seconds_per_explanation']:.3f} s",
+         f"{row['seconds_per_explanation'] / baseline:.0f}x one prediction")
+        for row in data["rows"]
+    ]
+
+
 def serve_rows(data: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     by_workload: dict[str, list[dict[str, Any]]] = {}
@@ -367,6 +381,7 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "causal-generation": causal_generation_rows,
     "perplexity": perplexity_rows,
     "serve": serve_rows,
+    "explain": explain_rows,
     "train-minilm": train_minilm_rows,
 }
 
