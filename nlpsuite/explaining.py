@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlpsuite.batching import model_max_length, pad_batch
 from nlpsuite.datasets import Example
 from nlpsuite.errors import NlpsuiteError
 from nlpsuite.explanations import (
@@ -44,8 +45,8 @@ from nlpsuite.explanations import (
     kept_positions,
     merge_to_words,
 )
-from nlpsuite.lookup import canonical_backend, get_task, parse_backend
-from nlpsuite.models import OfflineModelError, RandomHeadError, resolve_device
+from nlpsuite.lookup import canonical_backend, get_task, load_model, parse_backend
+from nlpsuite.models import OfflineModelError, RandomHeadError, load_tokenizer, resolve_device
 from nlpsuite.records import write_atomic
 from nlpsuite.tasks import RunConfig, Task
 
@@ -293,6 +294,43 @@ def attention_maps(model: Any, ids: Sequence[int], device: str,
         output = model(input_ids=tensor, attention_mask=torch.ones_like(tensor),
                        output_attentions=True, **extra)
     return [layer[0] for layer in output.attentions]
+
+
+class LoadedEncoder:
+    """A tokenizer and a torch, ONNX or other model of ``model_class`` loaded for explaining,
+    and the batched forward passes every encoder task's explainable makes: the base of the
+    built-in sentiment and question-answering hooks."""
+
+    def __init__(self, config: RunConfig, model_class: str) -> None:
+        import torch
+
+        self.config = config
+        self.tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+        self.model = load_model(
+            model_class, config.model, device=config.device,
+            trust_remote_code=config.trust_remote_code, backend=config.backend,
+            quantize=config.options.get("quantize"), allow_random_head=config.allow_random_head,
+        )
+        self.max_length = model_max_length(self.tokenizer, self.model.config)
+        self.names = [name for name in ("input_ids", "attention_mask", "token_type_ids")
+                      if name in self.tokenizer.model_input_names]
+        self.has_gradients = isinstance(self.model, torch.nn.Module)
+
+    def outputs(self, rows: Sequence[Sequence[int]], token_type_ids: Sequence[int] | None,
+                ) -> list[tuple[list[dict[str, list[int]]], Any]]:
+        """``Prepared.probability`` rows through the model, ``batch_size`` rows a pass: each
+        pass's features (:data:`DELETED` tokens left out) and the model's output."""
+        import torch
+
+        features, _ = encode_rows(rows, token_type_ids)
+        passes = []
+        for first in range(0, len(features), self.config.batch_size):
+            chunk = features[first:first + self.config.batch_size]
+            batch = pad_batch(self.tokenizer, chunk, self.names, self.max_length)
+            with torch.inference_mode():
+                output = self.model(**{k: v.to(self.config.device) for k, v in batch.items()})
+            passes.append((chunk, output))
+        return passes
 
 
 def encode_rows(

@@ -17,35 +17,19 @@ from functools import partial
 from typing import Any
 
 from nlpsuite import NlpsuiteError, RunConfig
-from nlpsuite.batching import model_max_length, pad_batch
-from nlpsuite.explaining import attention_maps, encode_rows
+from nlpsuite.explaining import LoadedEncoder, attention_maps, encode_rows
 from nlpsuite.explanations import GradientParts, Prepared, align_tokens, split_words
-from nlpsuite.lookup import load_model
-from nlpsuite.models import load_tokenizer
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-class QAExplainable:
+class QAExplainable(LoadedEncoder):
     """A question-answering model loaded for explaining; ``load`` is the task's runner loader."""
 
     def __init__(self, config: RunConfig, load: Callable[[RunConfig], Any]) -> None:
-        import torch
-
-        self.config = config
-        self.runner = load(config)
-        self.tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+        super().__init__(config, "AutoModelForQuestionAnswering")
         if not getattr(self.tokenizer, "is_fast", False):
             raise NlpsuiteError(f"model '{config.model}' has no fast tokenizer (tokenizer.json); "
                                 f"explaining question answering needs character offsets")
-        self.model = load_model(
-            "AutoModelForQuestionAnswering", config.model, device=config.device,
-            trust_remote_code=config.trust_remote_code, backend=config.backend,
-            quantize=config.options.get("quantize"), allow_random_head=config.allow_random_head,
-        )
-        self.max_length = model_max_length(self.tokenizer, self.model.config)
-        self.names = [n for n in MODEL_INPUTS if n in self.tokenizer.model_input_names]
-        self.has_gradients = isinstance(self.model, torch.nn.Module)
+        self.runner = load(config)
 
     def prepare(self, record: Any, label: str | None) -> Prepared:
         if label is not None:
@@ -103,13 +87,8 @@ class QAExplainable:
         """Start and end logits of each row, DELETED tokens left out, as ``(2, length)``."""
         import torch
 
-        features, _ = encode_rows(rows, types)
         found = []
-        for first in range(0, len(features), self.config.batch_size):
-            chunk = features[first:first + self.config.batch_size]
-            batch = pad_batch(self.tokenizer, chunk, self.names, self.max_length)
-            with torch.inference_mode():
-                output = self.model(**{k: v.to(self.config.device) for k, v in batch.items()})
+        for chunk, output in self.outputs(rows, types):
             width = output.start_logits.shape[1]
             for row, feature in enumerate(chunk):
                 length = len(feature["input_ids"])

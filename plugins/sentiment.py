@@ -28,7 +28,7 @@ from nlpsuite.datasets import (
     tsv_rows,
     unique_located,
 )
-from nlpsuite.explaining import attention_maps, encode_rows
+from nlpsuite.explaining import LoadedEncoder, attention_maps
 from nlpsuite.explanations import GradientParts, Prepared, align_tokens, split_words
 from nlpsuite.lookup import load_model
 from nlpsuite.metrics import ACCURACY, MACRO_F1, MCC
@@ -117,28 +117,16 @@ def load(config: RunConfig) -> Callable[[Sequence[SentimentInput]], list[Sentime
     return run
 
 
-class SentimentExplainable:
+class SentimentExplainable(LoadedEncoder):
     """The classifier loaded for ``nlpsuite explain``: the target is a label, its probability
     the softmax over the model's labels; IG attributes that probability."""
 
     def __init__(self, config: RunConfig) -> None:
-        import torch
-
         if is_prompted(config):
             raise NlpsuiteError("nlpsuite explain needs a sequence-classification model, "
                                 "not a prompted causal LM")
-        self.config = config
-        self.tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
-        self.model = load_model(
-            "AutoModelForSequenceClassification", config.model, device=config.device,
-            trust_remote_code=config.trust_remote_code, quantize=config.options["quantize"],
-            backend=config.backend, allow_random_head=config.allow_random_head,
-        )
+        super().__init__(config, "AutoModelForSequenceClassification")
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-        self.max_length = model_max_length(self.tokenizer, self.model.config)
-        self.names = [name for name in self.tokenizer.model_input_names
-                      if name in ("input_ids", "attention_mask", "token_type_ids")]
-        self.has_gradients = isinstance(self.model, torch.nn.Module)
 
     def prepare(self, record: SentimentInput, label: str | None) -> Prepared:
         encoded = self.tokenizer(record.text, truncation=True, max_length=self.max_length,
@@ -175,15 +163,8 @@ class SentimentExplainable:
         """Logits of each row (DELETED tokens left out), ``batch_size`` rows a pass."""
         import torch
 
-        features, _ = encode_rows(rows, token_type_ids)
-        found = []
-        for first in range(0, len(features), self.config.batch_size):
-            chunk = features[first:first + self.config.batch_size]
-            batch = pad_batch(self.tokenizer, chunk, self.names, self.max_length)
-            with torch.inference_mode():
-                output = self.model(**{k: v.to(self.config.device) for k, v in batch.items()})
-            found.append(output.logits.float().cpu())
-        return torch.cat(found)
+        passes = self.outputs(rows, token_type_ids)
+        return torch.cat([output.logits.float().cpu() for _, output in passes])
 
     def forward(self, ids: Any, target: int, types: Sequence[int] | None) -> Any:
         """The target's probability for a batch of full-length ids, with gradients (IG)."""
