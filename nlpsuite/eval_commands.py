@@ -42,8 +42,10 @@ def executor_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      "their own or at address A (HOST:PORT, auto). Same predictions either way."),
         click.option("--workers", default=1, show_default=True, type=int,
                      help="Ray actors (per run, for bench)."),
-        click.option("--cpus-per-worker", default=1.0, show_default=True, type=float),
-        click.option("--gpus-per-worker", default=0.0, show_default=True, type=float),
+        click.option("--cpus-per-worker", default=1.0, show_default=True, type=float,
+                     help="CPUs each Ray worker reserves, and so its torch threads."),
+        click.option("--gpus-per-worker", default=0.0, show_default=True, type=float,
+                     help="GPUs each Ray worker reserves (with --device cuda)."),
     )):
         command = option(command)
     return command
